@@ -1,0 +1,34 @@
+"""sktransfer: pretrained deep backbones as scikit-learn estimators.
+
+Importing sktransfer does no work: torch and the estimators are imported when
+a public name is first used.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "PretrainedFeatureExtractor": "._extractor",
+    "FineTunedClassifier": "._finetune",
+    "FineTunedRegressor": "._finetune",
+    "Preprocessing": "._preprocessing",
+    "BackboneSpec": ".backbones",
+    "WeightsUnavailableError": ".backbones",
+    "list_backbones": ".backbones",
+    "register_backbone": ".backbones",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sktransfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

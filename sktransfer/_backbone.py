@@ -1,0 +1,165 @@
+"""Resolve ``backbone=`` and ``weights=`` into a ready ``nn.Module``.
+
+Shared by every estimator: :class:`PretrainedFeatureExtractor` and the
+fine-tuning estimators call :func:`load_backbone` in ``fit`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._preprocessing import Preprocessing, resolve_preprocessing
+from ._weights import (
+    file_identity,
+    is_weights_file,
+    load_state_dict_checked,
+    load_weights_file,
+    module_identity,
+    state_dict_identity,
+    unwrap_state_dict,
+)
+from .backbones._registry import get_backbone_spec
+
+
+@dataclass
+class LoadedBackbone:
+    """A backbone with its weights, ready to use.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The full network (with its classification head), a private copy.
+    name : str
+        Display name ("resnet18", or the class name of a user's module).
+    preprocessing : Preprocessing or None
+        Eval preprocessing; None means inputs are passed through as tensors.
+    weights_id : str
+        Stable identity of the weights (for cache keys and reprs).
+    head : str or None
+        Qualified name of the classification head module, if known.
+    """
+
+    model: nn.Module
+    name: str
+    preprocessing: Preprocessing | None
+    weights_id: str
+    head: str | None
+
+
+def load_backbone(backbone, weights, *, preprocessing=None, random_state=None,
+                  owner="PretrainedFeatureExtractor"):
+    """Build the backbone and load its weights; see the estimators' docs."""
+    if isinstance(backbone, nn.Module):
+        return _load_module(backbone, weights, preprocessing, owner)
+    spec = get_backbone_spec(backbone)
+    designation = None
+    if weights is None:
+        weights_id = "random"
+    elif isinstance(weights, Mapping) or is_weights_file(weights):
+        weights_id = None  # filled in below, once loaded
+    else:
+        designation, weights_id = spec.weights_for(weights)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_seed(random_state))
+        model = spec.create(designation)
+    if weights is None:
+        weights_id = f"random:{_seed(random_state)}"
+    elif weights_id is None:
+        state_dict, weights_id = _state_dict_and_id(weights)
+        load_state_dict_checked(
+            model, state_dict, backbone_name=spec.name, what=_describe(weights)
+        )
+    default_pre = spec.preprocessing(designation) if spec.preprocessing else None
+    head = spec.head or _timm_head(model) or last_linear_name(model)
+    return LoadedBackbone(
+        model=model.eval(),
+        name=spec.name,
+        preprocessing=resolve_preprocessing(default_pre or Preprocessing(), preprocessing),
+        weights_id=weights_id,
+        head=head,
+    )
+
+
+def _load_module(module, weights, preprocessing, owner):
+    model = copy.deepcopy(module)
+    name = type(module).__name__
+    if weights not in (None, "DEFAULT"):
+        if not (isinstance(weights, Mapping) or is_weights_file(weights)):
+            raise ValueError(
+                f"{owner}: with an nn.Module as backbone, weights must be "
+                f"'DEFAULT' or None (use the module's own parameters), a "
+                f"checkpoint path or a state dict; got {weights!r}."
+            )
+        state_dict, _ = _state_dict_and_id(weights)
+        load_state_dict_checked(model, state_dict, backbone_name=name,
+                                what=_describe(weights))
+    return LoadedBackbone(
+        model=model.eval(),
+        name=name,
+        preprocessing=resolve_preprocessing(Preprocessing(), preprocessing),
+        weights_id=module_identity(model),
+        head=_timm_head(model) or last_linear_name(model),
+    )
+
+
+def _state_dict_and_id(weights):
+    if isinstance(weights, Mapping):
+        state_dict = unwrap_state_dict(weights, "weights")
+        return state_dict, state_dict_identity(state_dict)
+    return load_weights_file(weights), file_identity(weights)
+
+
+def _describe(weights):
+    if isinstance(weights, Mapping):
+        return "The weights (state dict)"
+    return f"The weights in {os.fspath(weights)!r}"
+
+
+def _seed(random_state):
+    """A torch seed from ``random_state`` (None -> a fixed 0 for random init)."""
+    import numpy as np
+
+    if random_state is None:
+        return 0
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    return int(random_state)
+
+
+def _timm_head(model):
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(cfg, Mapping) and isinstance(cfg.get("classifier"), str):
+        name = cfg["classifier"]
+        if name in dict(model.named_modules()):
+            return name
+    return None
+
+
+def last_linear_name(model):
+    """Qualified name of the last ``nn.Linear`` in definition order, or None."""
+    name = None
+    for qualified, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            name = qualified
+    return name
+
+
+def without_head(model, head):
+    """A copy of ``model`` whose head module is replaced by ``nn.Identity``.
+
+    Its output is the pooled pre-classifier representation.
+    """
+    model = copy.deepcopy(model)
+    if head is None:
+        return model
+    parent_name, _, child = head.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, nn.Identity())
+    return model

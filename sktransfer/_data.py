@@ -1,0 +1,66 @@
+"""How an estimator reads ``X``: images (any form) or passthrough tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.utils.validation import validate_data
+
+from ._inputs import ImageSequence, as_image_sequence
+from ._preprocessing import Preprocessing
+from ._validation import check_image_shape
+
+
+def is_2d_numeric(X):
+    """True for 2-D numeric arrays, tensors and DataFrames (not path lists)."""
+    if isinstance(X, torch.Tensor):
+        return X.ndim == 2
+    if type(X).__name__ == "DataFrame":
+        return all(np.issubdtype(d, np.number) for d in X.dtypes)
+    if isinstance(X, np.ndarray):
+        return X.ndim == 2 and X.dtype.kind in "biuf"
+    return False
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The input contract of a fitted estimator.
+
+    ``preprocessing`` None means passthrough: ``X`` must be numeric and goes
+    to the backbone as a float32 tensor of the same shape.
+    """
+
+    preprocessing: Preprocessing | None
+    image_shape: tuple | None
+
+    @classmethod
+    def create(cls, estimator, preprocessing, owner):
+        image_shape = check_image_shape(owner, estimator.image_shape)
+        return cls(preprocessing, image_shape)
+
+    @property
+    def channels(self):
+        return self.preprocessing.channels if self.preprocessing else 3
+
+    def read(self, estimator, X, *, reset):
+        """Validate ``X``; return an :class:`ImageSequence` or a float32 tensor."""
+        if self.preprocessing is None:
+            return self._read_passthrough(estimator, X, reset)
+        if isinstance(X, ImageSequence):
+            return X
+        if is_2d_numeric(X):
+            if isinstance(X, torch.Tensor):
+                X = X.numpy()
+            X = validate_data(estimator, X, reset=reset, dtype=None,
+                              ensure_all_finite=False)
+        return as_image_sequence(X, image_shape=self.image_shape,
+                                 channels=self.channels)
+
+    def _read_passthrough(self, estimator, X, reset):
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        X = validate_data(estimator, X, reset=reset, dtype=np.float32,
+                          allow_nd=True)
+        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))

@@ -1,0 +1,265 @@
+"""PretrainedFeatureExtractor: images -> features from a pretrained backbone."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._backbone import load_backbone
+from ._data import InputSpec
+from ._features import POOLINGS, FeatureModel, check_layers
+from ._runtime import (
+    PRECISIONS,
+    iter_array_batches,
+    iter_image_batches,
+    progress_bar,
+    resolve_device,
+    run_inference,
+    wants_channels_last,
+)
+from ._validation import check_choice, check_int
+
+_OWNER = "PretrainedFeatureExtractor"
+
+
+class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
+    """Extract feature vectors from images with a pretrained backbone.
+
+    The backbone, its weights, preprocessing and device are resolved in
+    :meth:`fit` (constructing the extractor is free and offline). The backbone
+    is not trained: ``fit`` only loads it, so it can sit in a
+    :class:`~sklearn.pipeline.Pipeline` before any classical estimator.
+
+    Parameters
+    ----------
+    backbone : str or torch.nn.Module, default="resnet18"
+        A name from :func:`sktransfer.list_backbones` (every torchvision
+        classification model, ``"efficientnet_lite0"`` with offline ImageNet
+        weights, ``"timm:<name>"``, or one added with
+        :func:`sktransfer.register_backbone`), or an ``nn.Module`` (deep-copied
+        in ``fit``, never modified; its last ``nn.Linear`` is taken as the
+        classification head).
+    weights : str, torchvision WeightsEnum, path, dict or None, default="DEFAULT"
+        ``"DEFAULT"`` (the best pretrained weights of the backbone), a weights
+        name (``"IMAGENET1K_V1"``) or torchvision enum, a checkpoint file
+        (``.pt``/``.pth``/``.safetensors``, loaded without running code), a
+        state dict, or None for random initialisation. Pretrained weights
+        that must be downloaded come from torch's hub cache; offline, a clear
+        error says where the file is expected.
+    layer : str, list of str or None, default=None
+        None: the pooled pre-classifier representation. A module name (as in
+        ``dict(model.named_modules())``, e.g. ``"layer3"``) or a list of names
+        whose pooled outputs are concatenated.
+    pooling : {"avg", "max", "cls", "flatten"}, default="avg"
+        How spatial maps (N, C, H, W) or token sequences (N, T, D) become
+        vectors; ``"cls"`` takes the first (class) token of a transformer.
+    preprocessing : None, "passthrough" or dict, default=None
+        None uses the preprocessing the weights were trained with (resize,
+        centre crop, interpolation, mean and std). A dict overrides fields of
+        it, e.g. ``{"resize_size": 64, "crop_size": 64}``. ``"passthrough"``
+        feeds numeric arrays to the backbone unchanged, as float32 tensors.
+    image_shape : tuple or None, default=None
+        (H, W) or (H, W, C): read 2-D ``X`` as rows of flattened pixels (as
+        :func:`~sklearn.datasets.fetch_openml` returns images).
+    batch_size : int, default=16
+        Images per forward pass.
+    device : str or torch.device, default="auto"
+        ``"auto"`` picks cuda, then mps, then cpu.
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Autocast precision of the forward pass; features are float32.
+    n_jobs : int or None, default=None
+        Background threads decoding and resizing images while the network
+        runs; None means 1.
+    on_error : {"raise", "warn"}, default="raise"
+        For unreadable images in :meth:`transform`: raise, or warn (listing
+        the files) and give their rows NaN.
+    random_state : int, RandomState or None, default=None
+        Seeds the random initialisation when ``weights=None``.
+    verbose : int, default=0
+        Show a progress bar (tqdm) when > 0.
+
+    Attributes
+    ----------
+    backbone_ : torch.nn.Module
+        The module computing the features (in eval mode, on ``device_``).
+    preprocessing_ : Preprocessing or None
+        The preprocessing applied.
+    weights_id_ : str
+        Identity of the loaded weights.
+    device_ : torch.device
+    n_features_out_ : int
+        Length of the feature vectors.
+    n_features_in_ : int
+        Only for 2-D numeric ``X`` (flattened pixels or passthrough).
+
+    Notes
+    -----
+    Pickles carry the weights: a pickled fitted extractor works on another
+    machine without network (and loads on CPU if saved on a GPU). Unpickling
+    runs code, so only load pickles you trust; see
+    :func:`sktransfer.save` for a pickle-free format.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktransfer import PretrainedFeatureExtractor
+    >>> from sktransfer._testing import TinyConvNet
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 20, 20, 3), dtype=np.uint8)
+    >>> extractor = PretrainedFeatureExtractor(
+    ...     TinyConvNet(), preprocessing={"resize_size": 16, "crop_size": 16})
+    >>> extractor.fit_transform(images).shape
+    (4, 8)
+    """
+
+    def __init__(self, backbone="resnet18", *, weights="DEFAULT", layer=None,
+                 pooling="avg", preprocessing=None, image_shape=None,
+                 batch_size=16, device="auto", precision="float32", n_jobs=None,
+                 on_error="raise", random_state=None, verbose=0):
+        self.backbone = backbone
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.preprocessing = preprocessing
+        self.image_shape = image_shape
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.n_jobs = n_jobs
+        self.on_error = on_error
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self):
+        check_choice(_OWNER, "pooling", self.pooling, POOLINGS)
+        check_choice(_OWNER, "precision", self.precision, PRECISIONS)
+        check_choice(_OWNER, "on_error", self.on_error, ("raise", "warn"))
+        check_int(_OWNER, "batch_size", self.batch_size)
+        check_int(_OWNER, "n_jobs", self.n_jobs, allow_none=True)
+        check_int(_OWNER, "verbose", self.verbose, minimum=0)
+
+    def fit(self, X, y=None):
+        """Load the backbone and its weights; check ``X`` on one sample.
+
+        Parameters
+        ----------
+        X : images
+            Any form accepted by :meth:`transform`.
+        y : ignored
+
+        Returns
+        -------
+        self : PretrainedFeatureExtractor
+        """
+        self._check_params()
+        loaded = load_backbone(
+            self.backbone, self.weights, preprocessing=self.preprocessing,
+            random_state=self.random_state, owner=_OWNER,
+        )
+        layers = check_layers(loaded.model, self.layer, backbone_name=loaded.name,
+                              owner=_OWNER)
+        self.device_ = resolve_device(self.device, _OWNER)
+        self.preprocessing_ = loaded.preprocessing
+        self.weights_id_ = loaded.weights_id
+        self.backbone_name_ = loaded.name
+        self._input_spec = InputSpec.create(self, loaded.preprocessing, _OWNER)
+        model = FeatureModel(loaded.model, loaded.head, layers, self.pooling)
+        self._channels_last = wants_channels_last(model, self.device_)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.backbone_ = model.to(self.device_).eval()
+        self._layers = layers
+        data = self._input_spec.read(self, X, reset=True)
+        self.n_features_out_ = self._extract(data.subset([0]) if hasattr(data, "subset")
+                                             else data[:1]).shape[1]
+        return self
+
+    def transform(self, X):
+        """Features of the images in ``X``.
+
+        Parameters
+        ----------
+        X : images
+            A sequence (list, tuple, pandas Series) of paths, PIL images, arrays
+            (H, W[, C]) or tensors (C, H, W); an array (N, H, W[, C]) with C in
+            {1, 3, 4}, uint8 (0-255) or float (0-1); a tensor (N, C, H, W); or
+            2-D flattened pixels with ``image_shape``. Grayscale, RGBA and
+            palette images are converted to the channels the backbone needs.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self)
+        data = self._input_spec.read(self, X, reset=False)
+        return self._extract(data)
+
+    def _extract(self, data):
+        n = len(data)
+        if isinstance(data, torch.Tensor):
+            batches = iter_array_batches(data, self.batch_size)
+        else:
+            batches = iter_image_batches(
+                data, self.preprocessing_, self.batch_size,
+                n_threads=self.n_jobs or 1, on_error=self.on_error,
+            )
+        with progress_bar(n, self.verbose > 0, self.backbone_name_) as bar:
+            features, failures = run_inference(
+                self.backbone_, batches, n, device=self.device_,
+                precision=self.precision, channels_last=self._channels_last,
+                progress=bar, n_features=getattr(self, "n_features_out_", None),
+            )
+        if failures:
+            listed = "; ".join(f"[{b.index}] {b.error}" for b in failures[:10])
+            warnings.warn(
+                f"{_OWNER}: {len(failures)} of {n} images could not be read; their "
+                f"rows are NaN: {listed}"
+                + (" ..." if len(failures) > 10 else ""),
+                UserWarning,
+                stacklevel=3,
+            )
+        return features
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``"<layer>_<i>"`` (``"features_<i>"`` for the default layer)."""
+        check_is_fitted(self)
+        if self._layers is None or len(self._layers) > 1:
+            prefix = "features" if self._layers is None else "+".join(self._layers)
+        else:
+            prefix = self._layers[0]
+        return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)],
+                          dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if "backbone_" in state and state["device_"].type != "cpu":
+            state["backbone_"] = copy.deepcopy(self.backbone_).to("cpu")
+            state["_saved_device"] = str(self.device_)
+            state["device_"] = torch.device("cpu")
+        return state
+
+    def __setstate__(self, state):
+        saved = state.pop("_saved_device", None)
+        self.__dict__.update(state)
+        if saved is not None:
+            try:
+                device = resolve_device(saved, _OWNER)
+            except ValueError:
+                warnings.warn(
+                    f"{_OWNER} was fitted on {saved}, which is not available here; "
+                    f"it runs on the CPU.", UserWarning, stacklevel=2,
+                )
+                return
+            self.backbone_ = self.backbone_.to(device)
+            self.device_ = device

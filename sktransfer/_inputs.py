@@ -1,0 +1,328 @@
+"""Turn what users pass as ``X`` into a lazily decoded sequence of images.
+
+Knows nothing about models. Every accepted form ends up as a (C, H, W) torch
+tensor, uint8 (from files, PIL images and integer arrays) or float32 in [0, 1]
+(from float arrays and tensors), with the channel count the backbone wants, so
+the same image gives the same tensor whatever container it came in.
+
+Accepted forms
+--------------
+- a sequence (list, tuple, 1-D object array, pandas Series) of paths (str or
+  ``os.PathLike``), of PIL images, of arrays (H, W) / (H, W, C) or of tensors
+  (C, H, W);
+- a numpy array (N, H, W) or (N, H, W, C) with C in {1, 3, 4};
+- a torch tensor (N, C, H, W) with C in {1, 3, 4} or (N, H, W);
+- 2-D rows of flattened pixels (N, H*W*C), numpy or pandas, given
+  ``image_shape``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_CHANNELS = (1, 3, 4)
+
+
+class ImageSequence:
+    """A sequence of images decoded on access; ``len``, ``[i]`` and ``key(i)``.
+
+    ``self[i]`` returns a (channels, H, W) tensor. ``key(i)`` is a digest of
+    the image's content (file bytes for paths, pixels otherwise), used by the
+    feature cache.
+    """
+
+    def __init__(self, items, kind, *, channels=3, name="X"):
+        self._items = items
+        self.kind = kind
+        self.channels = channels
+        self.name = name
+
+    def __len__(self):
+        return len(self._items)
+
+    def __getitem__(self, i):
+        item = self._items[i]
+        if self.kind == "path":
+            image = _load_path(item, i, self.name)
+        elif self.kind == "pil":
+            image = _pil_to_tensor(item)
+        elif self.kind == "hwc":
+            image = _array_to_tensor(item, channels_last=True, index=i, name=self.name)
+        else:  # "chw": a torch tensor or array (C, H, W)
+            image = _array_to_tensor(item, channels_last=False, index=i, name=self.name)
+        return convert_channels(image, self.channels)
+
+    def key(self, i):
+        item = self._items[i]
+        h = hashlib.blake2b(digest_size=16)
+        if self.kind == "path":
+            h.update(b"bytes:")
+            with open(item, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest()
+        # Hash the canonical decoded tensor so a PIL image, a uint8 array and
+        # a tensor of the same pixels share a key.
+        image = self[i].contiguous()
+        h.update(f"{tuple(image.shape)}:{image.dtype}:".encode())
+        h.update(image.numpy().tobytes())
+        return h.hexdigest()
+
+    def subset(self, indices):
+        items = [self._items[i] for i in indices]
+        return ImageSequence(items, self.kind, channels=self.channels, name=self.name)
+
+
+def as_image_sequence(X, *, image_shape=None, channels=3, name="X"):
+    """Validate ``X`` and wrap it as an :class:`ImageSequence`.
+
+    Raises ``TypeError`` for unsupported containers and ``ValueError`` for
+    empty input, wrong dimensionality, bad channel counts or pixel ranges.
+    """
+    if isinstance(X, ImageSequence):
+        return X
+    X = _unwrap_pandas(X, image_shape, name)
+    if isinstance(X, torch.Tensor):
+        return _from_tensor(X, image_shape, channels, name)
+    if isinstance(X, np.ndarray) and X.dtype != object and X.dtype.kind not in "USO":
+        return _from_array(X, image_shape, channels, name)
+    if isinstance(X, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a sequence of images, got a single path {str(X)!r}; "
+            f"wrap it in a list: [{str(X)!r}]."
+        )
+    if isinstance(X, np.ndarray):
+        X = X.tolist() if X.ndim == 1 else X
+    if not hasattr(X, "__len__") or not hasattr(X, "__getitem__"):
+        raise TypeError(
+            f"{name} must be a sequence of image paths, PIL images or arrays, a "
+            f"numpy array, a torch tensor or a pandas Series; got an object of "
+            f"type {type(X).__name__}."
+        )
+    items = list(X)
+    _check_not_empty(len(items), name)
+    return ImageSequence(items, _kind_of_items(items, name), channels=channels, name=name)
+
+
+def _unwrap_pandas(X, image_shape, name):
+    module = type(X).__module__
+    if not module.startswith("pandas"):
+        return X
+    if type(X).__name__ == "Series":
+        values = X.to_numpy()
+        return values
+    if type(X).__name__ == "DataFrame":
+        if X.shape[1] == 1 and image_shape is None:
+            return X.iloc[:, 0].to_numpy()
+        return X.to_numpy()
+    return X
+
+
+def _check_not_empty(n, name):
+    if n == 0:
+        raise ValueError(f"{name} is empty: got 0 images; at least one is required.")
+
+
+def _kind_of_items(items, name):
+    from PIL import Image
+
+    first = items[0]
+    if isinstance(first, (str, os.PathLike)):
+        kind = "path"
+    elif isinstance(first, Image.Image):
+        kind = "pil"
+    elif isinstance(first, torch.Tensor):
+        kind = "chw"
+    elif isinstance(first, np.ndarray):
+        kind = "hwc"
+    else:
+        raise TypeError(
+            f"{name}[0] has unsupported type {type(first).__name__}; each image "
+            f"must be a path (str or pathlib.Path), a PIL image, a numpy array "
+            f"(H, W) or (H, W, C), or a torch tensor (C, H, W)."
+        )
+    expected = {"path": (str, os.PathLike), "pil": Image.Image,
+                "chw": torch.Tensor, "hwc": np.ndarray}[kind]
+    for i, item in enumerate(items):
+        if not isinstance(item, expected):
+            raise TypeError(
+                f"{name} mixes image types: {name}[0] is a "
+                f"{type(first).__name__} but {name}[{i}] is a "
+                f"{type(item).__name__}; pass images of one kind."
+            )
+    if kind == "path":
+        for i, item in enumerate(items):
+            if not Path(item).is_file():
+                raise FileNotFoundError(
+                    f"{name}[{i}]: no such image file: {str(item)!r}."
+                )
+    return kind
+
+
+def _from_array(X, image_shape, channels, name):
+    if X.ndim == 2:
+        X = _unflatten(X, image_shape, name)
+    if X.ndim == 3:
+        X = X[..., None]
+    if X.ndim != 4:
+        raise ValueError(
+            f"{name} as an array must be (n_images, H, W), (n_images, H, W, C) or "
+            f"2-D flattened pixels with image_shape; got shape {X.shape}."
+        )
+    _check_not_empty(X.shape[0], name)
+    if X.shape[-1] not in _CHANNELS:
+        raise ValueError(
+            f"{name} has {X.shape[-1]} channels in its last axis (shape {X.shape}); "
+            f"expected 1, 3 or 4 (channels-last: n_images, H, W, C). For a "
+            f"channels-first array, pass torch.from_numpy(X) instead."
+        )
+    check_pixels(X, name)
+    return ImageSequence(X, "hwc", channels=channels, name=name)
+
+
+def _from_tensor(X, image_shape, channels, name):
+    if X.ndim == 2:
+        X = torch.from_numpy(_unflatten(X.numpy(), image_shape, name))
+        X = X.permute(0, 3, 1, 2) if X.ndim == 4 else X
+    if X.ndim == 3:
+        X = X[:, None]
+    if X.ndim != 4:
+        raise ValueError(
+            f"{name} as a tensor must be (n_images, C, H, W) or (n_images, H, W); "
+            f"got shape {tuple(X.shape)}."
+        )
+    _check_not_empty(X.shape[0], name)
+    if X.shape[1] not in _CHANNELS:
+        raise ValueError(
+            f"{name} has {X.shape[1]} channels in axis 1 (shape {tuple(X.shape)}); "
+            f"expected 1, 3 or 4 (tensors are channels-first: n_images, C, H, W)."
+        )
+    X = X.detach().cpu()
+    check_pixels(X.numpy(), name)
+    return ImageSequence(X, "chw", channels=channels, name=name)
+
+
+def _unflatten(X, image_shape, name):
+    if image_shape is None:
+        raise ValueError(
+            f"{name} is 2-D with shape {X.shape}; 2-D input is read as flattened "
+            f"pixel rows and needs image_shape=(H, W) or (H, W, C)."
+        )
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) not in (2, 3) or np.prod(shape) != X.shape[1]:
+        raise ValueError(
+            f"image_shape={image_shape!r} does not match {name}'s {X.shape[1]} "
+            f"values per row; expected (H, W) or (H, W, C) with H*W*C == "
+            f"{X.shape[1]}."
+        )
+    return np.asarray(X).reshape((X.shape[0],) + shape)
+
+
+def check_pixels(values, name, index=None):
+    """Check dtype and range: integers in [0, 255], floats finite in [0, 1]."""
+    where = name if index is None else f"{name}[{index}]"
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        return
+    if values.dtype.kind == "b" or values.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{where} has dtype {values.dtype}; pixel values must be integers "
+            f"(0-255) or floats (0-1)."
+        )
+    if values.size == 0:
+        return
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"{where} contains NaN or infinite pixel values; clean or impute "
+                f"them before extracting features."
+            )
+        lo, hi = float(values.min()), float(values.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"{where} has float pixels in [{lo:g}, {hi:g}]; float images must "
+                f"lie in [0, 1]. Divide by the maximum value (255 for 8-bit "
+                f"images, 16 for load_digits) or pass uint8 pixels."
+            )
+    else:
+        lo, hi = int(values.min()), int(values.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(
+                f"{where} has integer pixels in [{lo}, {hi}]; integer images must "
+                f"lie in [0, 255]. Rescale them, or pass floats in [0, 1]."
+            )
+
+
+def _array_to_tensor(array, *, channels_last, index, name):
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None] if channels_last else array[None]
+    if array.ndim != 3:
+        raise ValueError(
+            f"{name}[{index}] has shape {array.shape}; each image must be 2-D "
+            f"(H, W) or 3-D ({'H, W, C' if channels_last else 'C, H, W'})."
+        )
+    c = array.shape[-1] if channels_last else array.shape[0]
+    if c not in _CHANNELS:
+        raise ValueError(
+            f"{name}[{index}] has {c} channels (shape {array.shape}); expected "
+            f"1, 3 or 4."
+        )
+    check_pixels(array, name, index)
+    if channels_last:
+        array = array.transpose(2, 0, 1)
+    if array.dtype.kind == "f":
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8))
+
+
+def _load_path(path, index, name):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _pil_to_tensor(img)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{name}[{index}]: no such image file: {str(path)!r}."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(
+            f"{name}[{index}]: cannot read image file {str(path)!r} ({exc}). "
+            f"Check that it is a complete image file, or pass on_error='warn' to "
+            f"skip unreadable images."
+        ) from exc
+
+
+def _pil_to_tensor(img):
+    from torchvision.transforms.v2 import functional as TF
+
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")  # palette, RGBA, LA, CMYK, 16-bit: drop alpha
+    return TF.pil_to_tensor(img)
+
+
+def convert_channels(image, channels):
+    """Make a (C, H, W) tensor have ``channels`` channels.
+
+    Alpha is dropped; grayscale is repeated to RGB; RGB becomes grayscale with
+    the ITU-R 601-2 luma weights when the backbone wants one channel.
+    """
+    c = image.shape[0]
+    if c == 4:
+        image, c = image[:3], 3
+    if c == channels:
+        return image
+    if channels == 3:
+        return image.expand(3, -1, -1).clone()
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.rgb_to_grayscale(image, num_output_channels=1)

@@ -1,0 +1,163 @@
+"""Devices, precision, batching and the inference loop.
+
+Decoding and resizing of the next batches run in background threads while the
+current batch goes through the network (PIL decoding and torch resizing
+release the GIL), so the forward pass is rarely kept waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device, owner):
+    """"auto" -> cuda, then mps, then cpu; anything else must be available."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"{owner}: device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
+            f"torch.device, got {device!r}."
+        ) from exc
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available()
+        and (resolved.index is None or resolved.index < torch.cuda.device_count()),
+        "mps": getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available(),
+    }.get(resolved.type, False)
+    if not available:
+        raise ValueError(
+            f"{owner}: device {device!r} is not available on this machine; use "
+            f"device='auto' to pick the best available one, or device='cpu'."
+        )
+    return resolved
+
+
+def autocast(device, precision):
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def wants_channels_last(model, device):
+    """channels_last helps convolutions on CPU and CUDA (measured: ~2x on CPU)."""
+    return device.type in ("cpu", "cuda") and any(
+        isinstance(m, torch.nn.Conv2d) for m in model.modules()
+    )
+
+
+class BadImage:
+    """Marks an image that could not be read (with ``on_error='warn'``)."""
+
+    def __init__(self, index, error):
+        self.index = index
+        self.error = error
+
+
+def _prepare_batch(images, preprocessing, indices, on_error):
+    tensors, failed = [], []
+    for i in indices:
+        try:
+            tensors.append(preprocessing.apply(images[i]))
+        except (ValueError, OSError) as exc:
+            if on_error == "raise":
+                raise
+            failed.append(BadImage(i, exc))
+            tensors.append(None)
+    good = [t for t in tensors if t is not None]
+    if not good:
+        return None, failed
+    shapes = {tuple(t.shape) for t in good}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Images in {images.name} have different sizes after preprocessing "
+            f"({sorted(shapes)[:3]}); set preprocessing={{'resize_size': S, "
+            f"'crop_size': S}} so that every image gets the same size."
+        )
+    filler = torch.zeros_like(good[0])
+    return torch.stack([filler if t is None else t for t in tensors]), failed
+
+
+def iter_image_batches(images, preprocessing, batch_size, *, n_threads=1,
+                       on_error="raise"):
+    """Yield ``(indices, batch, failed)`` with batches prepared ahead in threads.
+
+    At most ``n_threads + 1`` batches are held in memory at once.
+    """
+    starts = range(0, len(images), batch_size)
+    chunks = [list(range(s, min(s + batch_size, len(images)))) for s in starts]
+    with ThreadPoolExecutor(max_workers=max(1, n_threads)) as pool:
+        pending = []
+        ahead = max(1, n_threads) + 1
+        for chunk in chunks[:ahead]:
+            pending.append((chunk, pool.submit(_prepare_batch, images,
+                                               preprocessing, chunk, on_error)))
+        next_chunk = ahead
+        while pending:
+            chunk, future = pending.pop(0)
+            batch, failed = future.result()
+            if next_chunk < len(chunks):
+                c = chunks[next_chunk]
+                pending.append((c, pool.submit(_prepare_batch, images,
+                                               preprocessing, c, on_error)))
+                next_chunk += 1
+            yield chunk, batch, failed
+
+
+def iter_array_batches(X, batch_size):
+    """Batches of a float32 tensor, for backbones that take tensors as they are."""
+    for start in range(0, len(X), batch_size):
+        idx = list(range(start, min(start + batch_size, len(X))))
+        yield idx, X[start:start + batch_size], []
+
+
+def run_inference(model, batches, n_samples, *, device, precision="float32",
+                  channels_last=False, progress=None, n_features=None):
+    """Run ``model`` over ``batches``; return (float32 array, list of BadImage)."""
+    out = None
+    failures = []
+    with torch.inference_mode():
+        for indices, batch, failed in batches:
+            failures.extend(failed)
+            if batch is not None:
+                x = batch.to(device, non_blocking=True)
+                if channels_last and x.ndim == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(device, precision):
+                    y = model(x)
+                y = y.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((n_samples, y.shape[1]), dtype=np.float32)
+                out[indices[0]:indices[-1] + 1] = y
+            if progress is not None:
+                progress.update(len(indices))
+    if out is None:  # every image failed
+        return np.full((n_samples, n_features or 0), np.nan, np.float32), failures
+    for bad in failures:
+        out[bad.index] = np.nan
+    return out, failures
+
+
+def progress_bar(total, enabled, desc):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional
+        return contextlib.nullcontext(None)
+    return tqdm(total=total, desc=desc, unit="img")

@@ -1,0 +1,211 @@
+"""The backbone registry: names -> :class:`BackboneSpec`.
+
+Sources, looked up in this order:
+
+1. backbones registered with :func:`register_backbone` (including the
+   packaged offline ``efficientnet_lite0``);
+2. ``"timm:<model name>"`` for any timm model (``pip install "sktransfer[timm]"``);
+3. every torchvision classification model by its plain name (``"resnet18"``),
+   also reachable as ``"torchvision:resnet18"``.
+
+Nothing is imported or built until a spec is asked for, which happens in
+``fit``.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from .._preprocessing import Preprocessing
+from ._spec import BackboneSpec
+from ._torchvision import torchvision_model_names, torchvision_spec
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name, create, *, weights=None, preprocessing=None,
+                      head=None, source="custom", description="",
+                      overwrite=False):
+    """Make a backbone available by name to every sktransfer estimator.
+
+    Parameters
+    ----------
+    name : str
+        The name to pass as ``backbone=``.
+    create : callable
+        ``create(weights)`` returns an ``nn.Module``; ``weights`` is None for
+        random initialisation, otherwise one of the names in ``weights``.
+    weights : sequence of str, default=None
+        Names of the pretrained weights ``create`` understands; ``"DEFAULT"``
+        is always accepted and means the first of them. None means
+        ``("DEFAULT",)``.
+    preprocessing : Preprocessing, dict or callable, default=None
+        The eval preprocessing of the weights: a :class:`Preprocessing`, a dict
+        of its fields, or ``preprocessing(weights_name)`` returning one. None:
+        ImageNet defaults (resize 256, crop 224, ImageNet mean and std).
+    head : str, default=None
+        Qualified module name of the classification head; None means the last
+        ``nn.Linear``.
+    source, description : str
+        Shown by ``list_backbones(details=True)``.
+    overwrite : bool, default=False
+        Replace an existing registration of ``name``.
+
+    Returns
+    -------
+    spec : BackboneSpec
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktransfer import register_backbone, list_backbones
+    >>> spec = register_backbone(
+    ...     "tiny_cnn", lambda weights: torch.nn.Sequential(
+    ...         torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+    ...         torch.nn.Flatten()),
+    ...     preprocessing={"resize_size": 32, "crop_size": 32}, overwrite=True)
+    >>> "tiny_cnn" in list_backbones()
+    True
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"Backbone name must be a non-empty str, got {name!r}.")
+    if not callable(create):
+        raise TypeError(f"create must be callable, got {type(create).__name__}.")
+    if not overwrite and (name in _REGISTRY or name in torchvision_model_names()):
+        raise ValueError(
+            f"A backbone named {name!r} already exists; pass overwrite=True to "
+            f"replace it, or choose another name."
+        )
+    names = tuple(weights) if weights is not None else ("DEFAULT",)
+    spec = BackboneSpec(
+        name=name,
+        create=create,
+        resolve_weights=lambda w: _resolve_named(name, source, names, w),
+        preprocessing=_as_preprocessing_fn(preprocessing),
+        head=head,
+        source=source,
+        description=description,
+    )
+    _REGISTRY[name] = spec
+    return spec
+
+
+def unregister_backbone(name):
+    """Remove a backbone added with :func:`register_backbone`."""
+    if name not in _REGISTRY:
+        raise KeyError(f"No registered backbone named {name!r}.")
+    del _REGISTRY[name]
+
+
+def _resolve_named(name, source, names, weights):
+    if not isinstance(weights, str):
+        raise TypeError(
+            f"Backbone {name!r} takes named weights as a str, got "
+            f"{type(weights).__name__}."
+        )
+    chosen = names[0] if weights == "DEFAULT" else weights
+    if chosen not in names:
+        raise ValueError(
+            f"Backbone {name!r} has no weights {weights!r}; available: "
+            f"{['DEFAULT', *names]}. Or pass a checkpoint path, a state dict, "
+            f"or weights=None."
+        )
+    return chosen, f"{source}:{name}:{chosen}"
+
+
+def _as_preprocessing_fn(preprocessing):
+    if preprocessing is None:
+        return lambda weights: Preprocessing()
+    if isinstance(preprocessing, Preprocessing):
+        return lambda weights: preprocessing
+    if isinstance(preprocessing, dict):
+        value = Preprocessing().with_overrides(preprocessing)
+        return lambda weights: value
+    if callable(preprocessing):
+        return preprocessing
+    raise TypeError(
+        f"preprocessing must be a Preprocessing, a dict or a callable, got "
+        f"{type(preprocessing).__name__}."
+    )
+
+
+def list_backbones(source=None):
+    """Names accepted as ``backbone=``.
+
+    Parameters
+    ----------
+    source : {None, "registered", "torchvision", "timm"}, default=None
+        None lists registered and torchvision backbones (timm's ~1,000 names
+        are listed only when asked for, with their ``"timm:"`` prefix).
+
+    Returns
+    -------
+    names : list of str
+    """
+    _ensure_builtin()
+    if source not in (None, "registered", "torchvision", "timm"):
+        raise ValueError(
+            f"source must be None, 'registered', 'torchvision' or 'timm', got "
+            f"{source!r}."
+        )
+    names = []
+    if source in (None, "registered"):
+        names += sorted(_REGISTRY)
+    if source in (None, "torchvision"):
+        names += list(torchvision_model_names())
+    if source == "timm":
+        from ._timm import list_timm_models
+
+        names += [f"timm:{n}" for n in list_timm_models()]
+    return names
+
+
+def get_backbone_spec(name):
+    """The :class:`BackboneSpec` for ``name``; unknown names suggest close ones."""
+    _ensure_builtin()
+    if not isinstance(name, str):
+        raise TypeError(
+            f"backbone must be a name (str) or an nn.Module, got "
+            f"{type(name).__name__}."
+        )
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name.startswith("timm:"):
+        from ._builtin import timm_spec
+
+        return timm_spec(name[len("timm:"):])
+    plain = name[len("torchvision:"):] if name.startswith("torchvision:") else name
+    if plain in torchvision_model_names():
+        return torchvision_spec(plain)
+    raise ValueError(_unknown_message(name))
+
+
+def _unknown_message(name):
+    candidates = list(_REGISTRY) + list(torchvision_model_names())
+    lowered = name.lower().replace("-", "_")
+    starts = [c for c in candidates if c.startswith(lowered)]
+    close = difflib.get_close_matches(lowered, candidates, n=5, cutoff=0.6)
+    suggestions = list(dict.fromkeys(starts[:8] + close))
+    if len(starts) > 1:
+        what = f"Ambiguous backbone {name!r}: {len(starts)} backbone names start with it."
+    else:
+        what = f"Unknown backbone {name!r}."
+    hint = f" Did you mean one of {suggestions}?" if suggestions else ""
+    return (
+        f"{what}{hint} See sktransfer.list_backbones() for the names "
+        f"available, use 'timm:<name>' for timm models, or pass an nn.Module."
+    )
+
+
+_BUILTIN_DONE = False
+
+
+def _ensure_builtin():
+    """Register the packaged backbones (done once, lazily, importing nothing)."""
+    global _BUILTIN_DONE
+    if _BUILTIN_DONE:
+        return
+    _BUILTIN_DONE = True
+    from ._builtin import register_builtin_backbones
+
+    register_builtin_backbones()
