@@ -99,6 +99,10 @@ class Preprocessing:
         normalise. uint8 images are resized in uint8 exactly as torchvision
         does for PIL input, so results match ``weights.transforms()``.
         """
+        return self.normalize(to_float(self.resize_crop(image)))
+
+    def resize_crop(self, image):
+        """The geometric part of :meth:`apply`; keeps the dtype."""
         if self.resize_size is not None:
             image = TF.resize(
                 image,
@@ -108,7 +112,7 @@ class Preprocessing:
             )
         if self.crop_size is not None:
             image = TF.center_crop(image, _pair(self.crop_size))
-        return self.normalize(to_float(image))
+        return image
 
     def normalize(self, image):
         """Normalise a float image (C, H, W) or batch (N, C, H, W)."""

@@ -1,0 +1,590 @@
+"""FineTunedClassifier and FineTunedRegressor: fine-tune a pretrained backbone.
+
+Both wrap a skorch ``NeuralNet`` built in ``fit`` (``net_``). Backbone,
+weights, preprocessing and input handling are the ones of
+:class:`~sktransfer.PretrainedFeatureExtractor` (``load_backbone``,
+``InputSpec``); the transfer-learning parts live in ``_training``.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder, StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+from skorch.callbacks import Callback
+from torch import nn
+
+from ._augment import AUGMENTS, make_augmentation
+from ._backbone import load_backbone
+from ._data import InputSpec
+from ._dataset import ImageDataset, TensorDataset, subset
+from ._features import FeatureModel
+from ._runtime import (
+    iter_array_batches,
+    iter_image_batches,
+    resolve_device,
+    run_inference,
+)
+from ._training import (
+    FreezeSchedule,
+    RecordLR,
+    TransferNet,
+    param_groups,
+    schedule_callback,
+    split_blocks,
+)
+from ._validation import check_bool, check_choice, check_float, check_int
+
+FREEZES = ("staged", "backbone", "none")
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+_PARAMS_DOC = """
+    backbone : str or torch.nn.Module, default="resnet18"
+        As in :class:`~sktransfer.PretrainedFeatureExtractor`: a name from
+        :func:`~sktransfer.list_backbones` or an ``nn.Module`` (deep-copied).
+        Its classification head is replaced by a new ``nn.Linear``.
+    weights : str, WeightsEnum, path, dict or None, default="DEFAULT"
+        Pretrained weights, as in the extractor; None trains from scratch.
+    freeze : {"staged", "backbone", "none"} or int, default="staged"
+        ``"staged"``: train the head alone for ``freeze_epochs`` epochs, then
+        everything (fastai's ``fine_tune``). ``"backbone"``: linear probe, the
+        backbone is frozen with its BatchNorm statistics (its features are
+        computed once per fit when ``augment="off"``). ``"none"``: full
+        fine-tuning. An int ``k``: the last ``k`` backbone blocks are trained.
+    freeze_epochs : int, default=1
+        Head-only epochs of ``freeze="staged"``.
+    lr : float, default=1e-3
+        Learning rate of the head (peak learning rate of the schedule).
+    backbone_lr_ratio : float, default=0.1
+        Backbone learning rate as a fraction of ``lr`` (discriminative
+        learning rates).
+    layer_decay : float or None, default=None
+        Layer-wise decay: backbone block ``i`` from the top trains at
+        ``lr * backbone_lr_ratio * layer_decay**i``.
+    weight_decay : float, default=0.01
+        AdamW weight decay.
+    schedule : {"onecycle", "cosine", "constant"}, default="onecycle"
+        Learning-rate schedule, stepped every batch; ``"cosine"`` warms up
+        linearly first.
+    warmup : float, default=0.1
+        Fraction of the steps spent warming up (``pct_start`` of one-cycle).
+    max_epochs : int, default=10
+    batch_size : int, default=32
+    augment : {"default", "light", "off"}, default="default"
+        Training-only augmentation: ``"light"`` flips horizontally,
+        ``"default"`` also takes random resized crops (70-100% of the area)
+        and jitters brightness and contrast. Never applied when predicting.
+    train_transform : callable or None, default=None
+        Extra training-only transform on float images (C, H, W) in [0, 1],
+        applied after the preset and before normalisation.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, stop when the
+        validation loss has not improved for ``n_iter_no_change`` epochs and
+        restore the best epoch's weights. Off by default, so that every sample
+        is used for training and GridSearchCV sees no hidden second split.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=3
+    preprocessing : None, "passthrough" or dict, default=None
+        As in the extractor.
+    image_shape : tuple or None, default=None
+        Read 2-D ``X`` as flattened pixel rows of this shape.
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState or None, default=None
+        Seeds head initialisation, shuffling, augmentation and the validation
+        split; CPU runs with the same seed give the same predictions. The
+        global torch random state is restored after ``fit``.
+    verbose : int, default=0
+        Print a per-epoch table (skorch's) when > 0.
+    net_params : dict or None, default=None
+        Extra keyword arguments for the skorch ``NeuralNet`` (e.g.
+        ``{"callbacks": [...], "iterator_train__num_workers": 2}``); they
+        override sktransfer's choices.
+"""
+
+
+class _FineTunedBase(BaseEstimator):
+    _owner = "FineTuned"
+
+    def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
+                 freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
+                 weight_decay=0.01, schedule="onecycle", warmup=0.1,
+                 max_epochs=10, batch_size=32, augment="default",
+                 train_transform=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
+                 image_shape=None, device="auto", random_state=None, verbose=0,
+                 net_params=None):
+        self.backbone = backbone
+        self.weights = weights
+        self.freeze = freeze
+        self.freeze_epochs = freeze_epochs
+        self.lr = lr
+        self.backbone_lr_ratio = backbone_lr_ratio
+        self.layer_decay = layer_decay
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.warmup = warmup
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.augment = augment
+        self.train_transform = train_transform
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.preprocessing = preprocessing
+        self.image_shape = image_shape
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.net_params = net_params
+
+    # -- validation -----------------------------------------------------
+    def _check_params(self):
+        o = self._owner
+        if isinstance(self.freeze, numbers.Integral) and not isinstance(self.freeze, bool):
+            check_int(o, "freeze", self.freeze, minimum=0)
+        elif self.freeze not in FREEZES:
+            raise ValueError(
+                f"{o}: freeze must be one of {list(FREEZES)} or an int >= 0 (the "
+                f"number of last backbone blocks to train), got {self.freeze!r}."
+            )
+        check_int(o, "freeze_epochs", self.freeze_epochs, minimum=0)
+        check_float(o, "lr", self.lr, low=0, high=np.inf, low_inclusive=False)
+        check_float(o, "backbone_lr_ratio", self.backbone_lr_ratio, low=0, high=np.inf)
+        check_float(o, "layer_decay", self.layer_decay, low=0, high=1,
+                    low_inclusive=False, allow_none=True)
+        check_float(o, "weight_decay", self.weight_decay, low=0, high=np.inf)
+        check_choice(o, "schedule", self.schedule, SCHEDULES)
+        check_float(o, "warmup", self.warmup, low=0, high=1, high_inclusive=False)
+        check_int(o, "max_epochs", self.max_epochs)
+        check_int(o, "batch_size", self.batch_size)
+        check_choice(o, "augment", self.augment, AUGMENTS)
+        if self.train_transform is not None and not callable(self.train_transform):
+            raise ValueError(f"{o}: train_transform must be callable or None, got "
+                             f"{self.train_transform!r}.")
+        check_bool(o, "early_stopping", self.early_stopping)
+        check_float(o, "validation_fraction", self.validation_fraction, low=0, high=1,
+                    low_inclusive=False, high_inclusive=False)
+        check_int(o, "n_iter_no_change", self.n_iter_no_change)
+        check_int(o, "verbose", self.verbose, minimum=0)
+        if self.net_params is not None and not isinstance(self.net_params, dict):
+            raise ValueError(f"{o}: net_params must be a dict or None, got "
+                             f"{type(self.net_params).__name__}.")
+
+    # -- fit ------------------------------------------------------------
+    def _fit(self, X, y):
+        self._check_params()
+        y = self._check_y(X, y)
+        y_train, n_outputs = self._encode_target(y)
+        loaded = load_backbone(self.backbone, self.weights,
+                               preprocessing=self.preprocessing,
+                               random_state=self.random_state, owner=self._owner)
+        self.device_ = resolve_device(self.device, self._owner)
+        self.preprocessing_ = loaded.preprocessing
+        self.weights_id_ = loaded.weights_id
+        self.backbone_name_ = loaded.name
+        self._input_spec = InputSpec.create(self, loaded.preprocessing, self._owner)
+        data = self._input_spec.read(self, X, reset=True)
+        if len(data) != len(y):
+            raise ValueError(
+                f"{self._owner}: X and y have different lengths: {len(data)} "
+                f"images but {len(y)} targets."
+            )
+        augmentation = self._augmentation(loaded.preprocessing)
+        seed = _torch_seed(self.random_state)
+        devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            body = FeatureModel(loaded.model, loaded.head, None, "avg").to(self.device_)
+            n_features = self._n_features(body, data)
+            head = nn.Linear(n_features, n_outputs)
+            module = TransferNet(body, head, split_blocks(body)).to(self.device_)
+            train_idx, valid_idx = self._split(y_train, seed)
+            precompute = self.freeze == "backbone" and augmentation is None
+            train_ds, valid_ds = self._datasets(
+                module, data, y_train, train_idx, valid_idx, augmentation, precompute)
+            self.net_ = self._make_net(module, n_outputs, y_train, len(train_ds), valid_ds)
+            module.precomputed = precompute
+            start = time.perf_counter()
+            try:
+                self.net_.fit(train_ds, y=None)
+            finally:
+                module.precomputed = False
+                module.set_frozen([])
+                module.eval()
+        self.fit_time_ = time.perf_counter() - start
+        self.history_ = [
+            {k: v for k, v in row.items() if k != "batches"} for row in self.net_.history
+        ]
+        self.n_epochs_ = len(self.history_)
+        return self
+
+    def _check_y(self, X, y):
+        if y is None:
+            raise ValueError(f"{self._owner} requires y to be passed, but the target "
+                             f"y is None.")
+        y = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
+        if len(y) == 0:
+            raise ValueError(f"{self._owner}: y is empty; at least one sample is "
+                             f"required.")
+        return y
+
+    def _augmentation(self, preprocessing):
+        if preprocessing is None:
+            if self.augment != "off" or self.train_transform is not None:
+                raise ValueError(
+                    f"{self._owner}: augment={self.augment!r} and train_transform "
+                    f"apply to images; with preprocessing='passthrough' set "
+                    f"augment='off' and train_transform=None."
+                )
+            return None
+        return make_augmentation(self.augment, self.train_transform,
+                                 preprocessing.output_size)
+
+    def _n_features(self, body, data):
+        body.eval()
+        first = subset(data, [0])
+        with torch.no_grad():
+            if isinstance(first, torch.Tensor):
+                x = first
+            else:
+                x = self.preprocessing_.apply(first[0])[None]
+            out = body(x.to(self.device_))
+        return int(out.shape[1])
+
+    def _split(self, y, seed):
+        idx = np.arange(len(y))
+        if not self.early_stopping:
+            return idx, None
+        stratify = self._stratify(y)
+        train_idx, valid_idx = train_test_split(
+            idx, test_size=self.validation_fraction, random_state=seed % (2**32 - 1),
+            stratify=stratify)
+        return np.sort(train_idx), np.sort(valid_idx)
+
+    def _stratify(self, y):
+        return None
+
+    def _datasets(self, module, data, y, train_idx, valid_idx, augmentation, precompute):
+        y_t = torch.as_tensor(y)
+        parts = [train_idx] if valid_idx is None else [train_idx, valid_idx]
+        out = []
+        for k, idx in enumerate(parts):
+            part = subset(data, idx)
+            if precompute:
+                feats = self._forward(module.body, part)
+                out.append(TensorDataset(torch.from_numpy(feats), y_t[idx]))
+            elif isinstance(part, torch.Tensor):
+                out.append(TensorDataset(part, y_t[idx]))
+            else:
+                aug = augmentation if k == 0 else None
+                out.append(ImageDataset(part, y_t[idx], self.preprocessing_, aug))
+        return out[0], (out[1] if len(out) > 1 else None)
+
+    def _make_net(self, module, n_outputs, y, n_train, valid_ds):
+        from skorch import NeuralNet
+        from skorch.callbacks import EarlyStopping
+        from skorch.helper import predefined_split
+
+        steps = self.max_epochs * int(np.ceil(n_train / self.batch_size))
+        callbacks = [("freeze", FreezeSchedule(self.freeze, self.freeze_epochs)),
+                     ("record_lr", RecordLR())]
+        schedule = schedule_callback(self.schedule, steps, self.warmup)
+        if schedule is not None:
+            callbacks.append(("lr_schedule", schedule))
+        if valid_ds is not None:
+            callbacks.append(("valid_score", _ValidScore(self._score_name, self._valid_score)))
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.n_iter_no_change,
+                load_best=True, sink=print if self.verbose else _silent)))
+        params = dict(
+            module=module,
+            criterion=self._criterion(y),
+            optimizer=torch.optim.AdamW,
+            lr=self.lr,
+            optimizer__weight_decay=self.weight_decay,
+            optimizer__param_groups=param_groups(
+                module, self.lr, self.backbone_lr_ratio, self.layer_decay),
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            device=str(self.device_),
+            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+            iterator_train__shuffle=True,
+            callbacks=callbacks,
+            verbose=int(self.verbose),
+        )
+        params.update(self.net_params or {})
+        return NeuralNet(**params)
+
+    def _forward(self, model, data):
+        """Outputs of ``model`` (eval, no augmentation) on ``data`` as float32."""
+        model.eval()
+        n = len(data)
+        if isinstance(data, torch.Tensor):
+            batches = iter_array_batches(data, self.batch_size)
+        else:
+            batches = iter_image_batches(data, self.preprocessing_, self.batch_size)
+        out, _ = run_inference(model, batches, n, device=self.device_)
+        return out
+
+    def _decision(self, X):
+        check_is_fitted(self)
+        data = self._input_spec.read(self, X, reset=False)
+        return self._forward(self.net_.module_, data)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
+    __doc__ = f"""Fine-tune a pretrained backbone as a scikit-learn classifier.
+
+    Labels of any type (strings, unsorted ints) are encoded internally;
+    ``predict_proba`` follows ``classes_``. Training uses AdamW, a one-cycle
+    schedule and cross-entropy (with optional label smoothing and class
+    weights). The skorch net is created in :meth:`fit` as ``net_``.
+
+    Parameters
+    ----------{_PARAMS_DOC}    class_weight : "balanced", dict or None, default=None
+        Weights of the classes in the loss.
+    label_smoothing : float, default=0.0
+        Cross-entropy label smoothing in [0, 1).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels, in ``np.unique`` order.
+    net_ : skorch.NeuralNet
+        The trained net; ``net_.module_`` is the backbone body plus new head.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``lr``, ``dur`` (seconds) and,
+        with early stopping, ``valid_loss`` and ``valid_acc``.
+    n_epochs_ : int
+        Epochs run (fewer than ``max_epochs`` after early stopping).
+    fit_time_ : float
+        Seconds spent in the training loop.
+
+    Examples
+    --------
+    >>> from sktransfer import FineTunedClassifier
+    >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+    >>> X, y = make_shapes_dataset(n_per_class=10, size=16)
+    >>> clf = FineTunedClassifier(TinyConvNet(), freeze="none", max_epochs=2,
+    ...     augment="off", preprocessing={{"resize_size": 16, "crop_size": 16}},
+    ...     random_state=0).fit(X, y)
+    >>> clf.classes_
+    array(['disk', 'square'], dtype='<U6')
+    >>> clf.predict_proba(X).shape
+    (20, 2)
+    """
+    _owner = "FineTunedClassifier"
+    _score_name = "valid_acc"
+
+    def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
+                 freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
+                 weight_decay=0.01, schedule="onecycle", warmup=0.1,
+                 max_epochs=10, batch_size=32, augment="default",
+                 train_transform=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
+                 image_shape=None, device="auto", random_state=None, verbose=0,
+                 net_params=None, class_weight=None, label_smoothing=0.0):
+        super().__init__(
+            backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
+            lr=lr, backbone_lr_ratio=backbone_lr_ratio, layer_decay=layer_decay,
+            weight_decay=weight_decay, schedule=schedule, warmup=warmup,
+            max_epochs=max_epochs, batch_size=batch_size, augment=augment,
+            train_transform=train_transform, early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, preprocessing=preprocessing,
+            image_shape=image_shape, device=device, random_state=random_state,
+            verbose=verbose, net_params=net_params)
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+
+    def fit(self, X, y):
+        """Fine-tune on images ``X`` (any form the extractor accepts), labels ``y``.
+
+        Returns
+        -------
+        self : FineTunedClassifier
+        """
+        return self._fit(X, y)
+
+    def _encode_target(self, y):
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        self._label_encoder = LabelEncoder().fit(y)
+        self.classes_ = self._label_encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{self._owner} needs samples of at least 2 classes in the data, "
+                f"but the data contains only one class: {self.classes_[0]!r}."
+            )
+        check_float(self._owner, "label_smoothing", self.label_smoothing,
+                    low=0, high=1, high_inclusive=False)
+        return self._label_encoder.transform(y).astype(np.int64), len(self.classes_)
+
+    def _stratify(self, y):
+        counts = np.bincount(y)
+        return y if counts.min() >= 2 else None
+
+    def _criterion(self, y):
+        weight = self._class_weights(y)
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
+
+    def _class_weights(self, y):
+        cw = self.class_weight
+        if cw is None:
+            return None
+        classes = np.arange(len(self.classes_))
+        if cw == "balanced":
+            w = compute_class_weight("balanced", classes=classes, y=y)
+        elif isinstance(cw, dict):
+            unknown = [k for k in cw if k not in set(self.classes_.tolist())]
+            if unknown:
+                raise ValueError(f"{self._owner}: class_weight has labels {unknown} "
+                                 f"that are not in y's classes {self.classes_.tolist()}.")
+            w = np.array([cw.get(c, 1.0) for c in self.classes_], dtype=float)
+        else:
+            raise ValueError(f"{self._owner}: class_weight must be None, 'balanced' "
+                             f"or a dict {{label: weight}}, got {cw!r}.")
+        return torch.as_tensor(w, dtype=torch.float32, device=self.device_)
+
+    @staticmethod
+    def _valid_score(logits, y):
+        return float((logits.argmax(1) == y).float().mean())
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in ``classes_`` order."""
+        logits = torch.from_numpy(self._decision(X))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, X):
+        """Predicted labels (of the type given in ``y``)."""
+        return self.classes_[self._decision(X).argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+class FineTunedRegressor(RegressorMixin, _FineTunedBase):
+    __doc__ = f"""Fine-tune a pretrained backbone as a scikit-learn regressor.
+
+    Targets may be 1-D or 2-D; with ``target_scaling`` they are standardised
+    for training and predictions are mapped back. Trained with MSE.
+
+    Parameters
+    ----------{_PARAMS_DOC}    target_scaling : bool, default=True
+        Standardise the targets (zero mean, unit variance) while training.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``lr``, ``dur`` and, with early
+        stopping, ``valid_loss`` and ``valid_r2``.
+    n_epochs_ : int
+    fit_time_ : float
+    """
+    _owner = "FineTunedRegressor"
+    _score_name = "valid_r2"
+
+    def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
+                 freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
+                 weight_decay=0.01, schedule="onecycle", warmup=0.1,
+                 max_epochs=10, batch_size=32, augment="default",
+                 train_transform=None, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
+                 image_shape=None, device="auto", random_state=None, verbose=0,
+                 net_params=None, target_scaling=True):
+        super().__init__(
+            backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
+            lr=lr, backbone_lr_ratio=backbone_lr_ratio, layer_decay=layer_decay,
+            weight_decay=weight_decay, schedule=schedule, warmup=warmup,
+            max_epochs=max_epochs, batch_size=batch_size, augment=augment,
+            train_transform=train_transform, early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, preprocessing=preprocessing,
+            image_shape=image_shape, device=device, random_state=random_state,
+            verbose=verbose, net_params=net_params)
+        self.target_scaling = target_scaling
+
+    def fit(self, X, y):
+        """Fine-tune on images ``X`` and numeric targets ``y`` (1-D or 2-D).
+
+        Returns
+        -------
+        self : FineTunedRegressor
+        """
+        return self._fit(X, y)
+
+    def _encode_target(self, y):
+        check_bool(self._owner, "target_scaling", self.target_scaling)
+        y = np.asarray(y)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"{self._owner}: y must be numeric, got dtype {y.dtype}.")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"{self._owner}: y must be 1-D or 2-D, got shape {y.shape}.")
+        if not np.isfinite(y).all():
+            raise ValueError(f"{self._owner}: y contains NaN or infinity.")
+        self._y_ndim = y.ndim
+        y2 = y.reshape(len(y), -1).astype(np.float64)
+        self._y_scaler = StandardScaler().fit(y2) if self.target_scaling else None
+        if self._y_scaler is not None:
+            y2 = self._y_scaler.transform(y2)
+        return y2.astype(np.float32), y2.shape[1]
+
+    def _criterion(self, y):
+        return nn.MSELoss()
+
+    @staticmethod
+    def _valid_score(pred, y):
+        ss_res = ((y - pred) ** 2).sum()
+        ss_tot = ((y - y.mean(0)) ** 2).sum()
+        return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
+
+    def predict(self, X):
+        """Predicted targets, shaped like the ``y`` given to fit."""
+        pred = self._decision(X).astype(np.float64)
+        if self._y_scaler is not None:
+            pred = self._y_scaler.inverse_transform(pred)
+        return pred.ravel() if self._y_ndim == 1 else pred
+
+
+class _ValidScore(Callback):
+    """Records accuracy (or R^2) on the validation set after each epoch."""
+
+    def __init__(self, name, score):
+        self.name = name
+        self.score = score
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        if dataset_valid is None:
+            return
+        preds, targets = [], []
+        with torch.no_grad():
+            for batch in net.get_iterator(dataset_valid, training=False):
+                preds.append(net.evaluation_step(batch, training=False).cpu())
+                targets.append(batch[1])
+        net.history.record(self.name, self.score(torch.cat(preds), torch.cat(targets)))
+
+
+def _silent(*args, **kwargs):
+    return None
+
+
+def _torch_seed(random_state):
+    rng = check_random_state(random_state)
+    return int(rng.randint(np.iinfo(np.int32).max))
