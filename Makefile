@@ -1,0 +1,27 @@
+# Two entry points for a fresh clone:  `make demo`  and  `make test`.
+# Both create .venv (once) and install sktransfer with what they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch/torchvision are pinned here (not in pyproject, which has loose ranges)
+# to the release this project is tested with.
+TORCH := "torch==2.14.1" "torchvision==0.29.1"
+
+.PHONY: setup demo test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/sktransfer demo
+
+test: setup
+	$(BIN)/python -m pytest
