@@ -6,6 +6,7 @@ fine-tuning estimators call :func:`load_backbone` in ``fit`` and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections.abc import Mapping
@@ -66,11 +67,11 @@ def load_backbone(backbone, weights, *, preprocessing=None, random_state=None,
     else:
         designation, weights_id = spec.weights_for(weights)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed(random_state))
+    seed = _seed(random_state)
+    with seeded_torch(seed):
         model = spec.create(designation)
     if weights is None:
-        weights_id = f"random:{_seed(random_state)}"
+        weights_id = f"random:{seed}"
     elif weights_id is None:
         state_dict, weights_id = _state_dict_and_id(weights)
         load_state_dict_checked(
@@ -120,6 +121,24 @@ def _describe(weights):
     if isinstance(weights, Mapping):
         return "The weights (state dict)"
     return f"The weights in {os.fspath(weights)!r}"
+
+
+@contextlib.contextmanager
+def seeded_torch(seed, device=None):
+    """Seed torch's generator of ``device`` (default CPU) for the block only.
+
+    The generator's previous state is restored on exit, so the global torch
+    state seen by the user is unchanged.
+    """
+    device = torch.device("cpu" if device is None else device)
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        else:
+            torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 def _seed(random_state):

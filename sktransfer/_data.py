@@ -18,7 +18,8 @@ def is_2d_numeric(X):
     if isinstance(X, torch.Tensor):
         return X.ndim == 2
     if type(X).__name__ == "DataFrame":
-        return all(np.issubdtype(d, np.number) for d in X.dtypes)
+        # dtype.kind also works for pandas extension dtypes (StringDtype: "O")
+        return all(getattr(d, "kind", "O") in "biuf" for d in X.dtypes)
     if isinstance(X, np.ndarray):
         return X.ndim == 2 and X.dtype.kind in "biuf"
     return False

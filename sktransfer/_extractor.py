@@ -10,8 +10,9 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._backbone import load_backbone
+from ._backbone import _seed, load_backbone, seeded_torch
 from ._data import InputSpec
+from ._inputs import ImageSequence
 from ._features import POOLINGS, FeatureModel, check_layers
 from ._runtime import (
     PRECISIONS,
@@ -79,7 +80,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         For unreadable images in :meth:`transform`: raise, or warn (listing
         the files) and give their rows NaN.
     random_state : int, RandomState or None, default=None
-        Seeds the random initialisation when ``weights=None``.
+        Seeds the random initialisation when ``weights=None``, and that of
+        lazy modules (``nn.LazyLinear``) on the first forward pass in ``fit``.
     verbose : int, default=0
         Show a progress bar (tqdm) when > 0.
 
@@ -143,7 +145,7 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         check_int(_OWNER, "verbose", self.verbose, minimum=0)
 
     def fit(self, X, y=None):
-        """Load the backbone and its weights; check ``X`` on one sample.
+        """Load the backbone and its weights; run it on the first readable image.
 
         Parameters
         ----------
@@ -156,6 +158,9 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self : PretrainedFeatureExtractor
         """
         self._check_params()
+        # fit starts from scratch: n_features_in_ is set again only for 2-D X.
+        for attr in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(attr, None)
         loaded = load_backbone(
             self.backbone, self.weights, preprocessing=self.preprocessing,
             random_state=self.random_state, owner=_OWNER,
@@ -174,9 +179,33 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         self.backbone_ = model.to(self.device_).eval()
         self._layers = layers
         data = self._input_spec.read(self, X, reset=True)
-        self.n_features_out_ = self._extract(data.subset([0]) if hasattr(data, "subset")
-                                             else data[:1]).shape[1]
+        first = self._first_readable(data)
+        # Lazy modules (nn.LazyLinear) initialise their parameters on this
+        # first forward pass; seed them from random_state, not global state.
+        with seeded_torch(_seed(self.random_state), self.device_):
+            self.n_features_out_ = self._extract(first).shape[1]
         return self
+
+    def _first_readable(self, data):
+        """The first sample of ``data`` that can be read (skipping unreadable
+        images when ``on_error="warn"``), to run one forward pass in fit."""
+        if not isinstance(data, ImageSequence):
+            return data[:1]
+        first_error = None
+        for i in range(len(data)):
+            try:
+                data[i]
+            except (ValueError, OSError) as exc:
+                if self.on_error == "raise":
+                    raise
+                first_error = first_error or exc
+                continue
+            return data.subset([i])
+        raise ValueError(
+            f"{_OWNER}: none of the {len(data)} images in X can be read, so "
+            f"fit cannot run the backbone. First error: "
+            f"{getattr(first_error, 'reason', first_error)}"
+        ) from first_error
 
     def transform(self, X):
         """Features of the images in ``X``.
@@ -214,7 +243,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
                 progress=bar, n_features=getattr(self, "n_features_out_", None),
             )
         if failures:
-            listed = "; ".join(f"[{b.index}] {b.error}" for b in failures[:10])
+            listed = " ".join(getattr(b.error, "reason", str(b.error))
+                              for b in failures[:10])
             warnings.warn(
                 f"{_OWNER}: {len(failures)} of {n} images could not be read; their "
                 f"rows are NaN: {listed}"

@@ -105,8 +105,9 @@ def check_layers(model, layer, *, backbone_name, owner):
     """Normalise ``layer`` to None or a list of module names present in model."""
     if layer is None:
         return None
-    layers = [layer] if isinstance(layer, str) else list(layer)
-    if not layers or not all(isinstance(n, str) for n in layers):
+    layers = [layer] if isinstance(layer, str) else layer
+    if (not isinstance(layers, (list, tuple)) or not layers
+            or not all(isinstance(n, str) for n in layers)):
         raise TypeError(
             f"{owner}: layer must be None, a module name or a list of module "
             f"names, got {layer!r}."
@@ -122,4 +123,4 @@ def check_layers(model, layer, *, backbone_name, owner):
                 + f"Top-level modules: {top}; any name from "
                 f"dict(model.named_modules()) works."
             )
-    return layers
+    return list(layers)

@@ -28,6 +28,17 @@ import torch
 _CHANNELS = (1, 3, 4)
 
 
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded.
+
+    ``reason`` says which file and why, without the advice on what to do.
+    """
+
+    def __init__(self, reason, advice):
+        super().__init__(f"{reason} {advice}")
+        self.reason = reason
+
+
 class ImageSequence:
     """A sequence of images decoded on access; ``len``, ``[i]`` and ``key(i)``.
 
@@ -295,10 +306,10 @@ def _load_path(path, index, name):
             f"{name}[{index}]: no such image file: {str(path)!r}."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(
-            f"{name}[{index}]: cannot read image file {str(path)!r} ({exc}). "
-            f"Check that it is a complete image file, or pass on_error='warn' to "
-            f"skip unreadable images."
+        raise UnreadableImageError(
+            f"{name}[{index}]: cannot read image file {str(path)!r} ({exc}).",
+            "Check that it is a complete image file, or pass on_error='warn' to "
+            "skip unreadable images.",
         ) from exc
 
 
@@ -314,7 +325,8 @@ def convert_channels(image, channels):
     """Make a (C, H, W) tensor have ``channels`` channels.
 
     Alpha is dropped; grayscale is repeated to RGB; RGB becomes grayscale with
-    the ITU-R 601-2 luma weights when the backbone wants one channel.
+    the ITU-R 601-2 luma weights (rounded as PIL's ``convert("L")`` for uint8)
+    when the backbone wants one channel.
     """
     c = image.shape[0]
     if c == 4:
@@ -323,6 +335,11 @@ def convert_channels(image, channels):
         return image
     if channels == 3:
         return image.expand(3, -1, -1).clone()
-    from torchvision.transforms.v2 import functional as TF
-
-    return TF.rgb_to_grayscale(image, num_output_channels=1)
+    if image.dtype == torch.uint8:
+        # PIL's convert("L") in integers, so an RGB file of a gray image gives
+        # exactly the pixels of the gray file.
+        r, g, b = image.to(torch.int32)
+        gray = (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+        return gray.to(torch.uint8)[None]
+    r, g, b = image
+    return (0.299 * r + 0.587 * g + 0.114 * b)[None]

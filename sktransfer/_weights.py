@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch.nn.parameter import is_lazy
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 
@@ -44,7 +45,7 @@ def load_weights_file(path):
             f"(torch.load(weights_only=True)); re-save the file with "
             f"torch.save(model.state_dict(), path) or as .safetensors."
         ) from exc
-    return unwrap_state_dict(obj, str(path))
+    return unwrap_state_dict(obj, f"weights file {str(path)!r}")
 
 
 def unwrap_state_dict(obj, what="weights"):
@@ -77,7 +78,8 @@ def load_state_dict_checked(model, state_dict, *, backbone_name, what):
     shapes = [
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in expected
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+        if k in state_dict and not is_lazy(expected[k])
+        and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -116,9 +118,16 @@ def file_identity(path):
 
 
 def state_dict_identity(state_dict):
-    """A content digest of a state dict (names, dtypes, shapes and values)."""
+    """A content digest of a state dict (names, dtypes, shapes and values).
+
+    Uninitialized parameters of lazy modules (``nn.LazyLinear``) have no
+    values yet; they enter the digest by name only.
+    """
     h = hashlib.sha256()
     for key in sorted(state_dict):
+        if is_lazy(state_dict[key]):
+            h.update(f"{key}:uninitialized:".encode())
+            continue
         t = state_dict[key].detach().cpu().contiguous()
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}:".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

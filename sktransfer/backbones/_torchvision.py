@@ -58,7 +58,8 @@ def _resolve(name, weights):
             short = weights.split(".")[-1]
             prefix = weights.split(".")[0] if "." in weights else enum_cls.__name__
             if prefix != enum_cls.__name__ or short not in enum_cls.__members__:
-                allowed = ["DEFAULT"] + list(enum_cls.__members__)
+                allowed = ["DEFAULT"] + [m for m in enum_cls.__members__
+                                         if m != "DEFAULT"]
                 raise ValueError(
                     f"Backbone {name!r} has no weights {weights!r}; torchvision "
                     f"provides {allowed} ({enum_cls.__name__}). Or pass a "
@@ -104,14 +105,21 @@ def _create(name, member):
     if member is None:
         return torchvision.models.get_model(name, weights=None)
     path = hub_checkpoint_path(member.url)
+    described = f"{type(member).__name__}.{member.name} of backbone {name!r}"
     try:
         return torchvision.models.get_model(name, weights=member)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError
-        if os.path.exists(path):  # the file is there: a genuine load error
+    except Exception as exc:
+        if os.path.exists(path):  # the file is there: it does not load
+            raise ValueError(
+                f"Cannot load the weights {described} from the torch hub cache "
+                f"file {path} ({type(exc).__name__}: {exc}). The file may be "
+                f"incomplete or hold another model: delete it to download it "
+                f"again, or replace it with a good copy."
+            ) from exc
+        if not isinstance(exc, (OSError, RuntimeError)):  # URLError is an OSError
             raise
         raise WeightsUnavailableError(
-            f"Cannot download the weights "
-            f"{type(member).__name__}.{member.name} of backbone {name!r} from "
+            f"Cannot download the weights {described} from "
             f"{member.url} ({exc}). Expected the file at {path} (torch hub "
             f"cache; set TORCH_HOME to move it). Copy the file there from a "
             f"machine with internet, or pass weights='path/to/checkpoint.pth' "
