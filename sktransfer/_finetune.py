@@ -8,6 +8,7 @@ weights, preprocessing and input handling are the ones of
 
 from __future__ import annotations
 
+import io
 import numbers
 import time
 
@@ -19,7 +20,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from skorch.callbacks import Callback
 from torch import nn
 
@@ -106,8 +107,9 @@ _PARAMS_DOC = """
         Print a per-epoch table (skorch's) when > 0.
     net_params : dict or None, default=None
         Extra keyword arguments for the skorch ``NeuralNet`` (e.g.
-        ``{"callbacks": [...], "iterator_train__num_workers": 2}``); they
-        override sktransfer's choices.
+        ``{"callbacks": [...], "iterator_train__num_workers": 2}``). Callbacks
+        are added after sktransfer's own (freezing, schedule, early
+        stopping); other keys override sktransfer's choices.
 """
 
 
@@ -181,6 +183,8 @@ class _FineTunedBase(BaseEstimator):
 
     # -- fit ------------------------------------------------------------
     def _fit(self, X, y):
+        # A failed (re)fit must not leave a fitted-looking estimator behind.
+        self.__dict__.pop("net_", None)
         self._check_params()
         y = self._check_y(X, y)
         y_train, n_outputs = self._encode_target(y)
@@ -321,7 +325,16 @@ class _FineTunedBase(BaseEstimator):
             callbacks=callbacks,
             verbose=int(self.verbose),
         )
-        params.update(self.net_params or {})
+        extra = dict(self.net_params or {})
+        # The user's callbacks run after sktransfer's (freezing, schedule,
+        # early stopping), which they must not replace.
+        user_callbacks = extra.pop("callbacks", None) or []
+        if not isinstance(user_callbacks, (list, tuple)):
+            raise ValueError(
+                f"{self._owner}: net_params['callbacks'] must be a list of skorch "
+                f"callbacks (or (name, callback) pairs), got {user_callbacks!r}.")
+        callbacks.extend(user_callbacks)
+        params.update(extra)
         return NeuralNet(**params)
 
     def _forward(self, model, data):
@@ -336,7 +349,7 @@ class _FineTunedBase(BaseEstimator):
         return out
 
     def _decision(self, X):
-        check_is_fitted(self)
+        check_is_fitted(self, "net_")
         data = self._input_spec.read(self, X, reset=False)
         return self._forward(self.net_.module_, data)
 
@@ -344,6 +357,33 @@ class _FineTunedBase(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # may be self.__dict__ itself
+        if "net_" in state and state["device_"].type == "cuda":
+            # skorch maps only module_, criterion_ and optimizer_ to the CPU
+            # when unpickled without CUDA; the module instance it was given
+            # and its callbacks' tensors (best weights, the scheduler's
+            # optimizer) would fail to load. torch.save records the device of
+            # every tensor, and torch.load maps them all.
+            buffer = io.BytesIO()
+            torch.save(state.pop("net_"), buffer)
+            state["_net_bytes"] = buffer.getvalue()
+        return state
+
+    def __setstate__(self, state):
+        net_bytes = state.pop("_net_bytes", None)
+        super().__setstate__(state)
+        if net_bytes is not None:
+            # These bytes are part of this pickle, trusted as much as it is.
+            map_location = None if torch.cuda.is_available() else "cpu"
+            self.net_ = torch.load(io.BytesIO(net_bytes), map_location=map_location,
+                                   weights_only=False)
+        net = self.__dict__.get("net_")
+        if net is not None:
+            # skorch moves a net saved on an unavailable CUDA device to the
+            # CPU; predict where the net is.
+            self.device_ = torch.device(net.device)
 
 
 class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
@@ -428,7 +468,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"{self._owner} needs samples of at least 2 classes in the data, "
-                f"but the data contains only one class: {self.classes_[0]!r}."
+                f"but the data contains only one class: {self.classes_.tolist()[0]!r}."
             )
         check_float(self._owner, "label_smoothing", self.label_smoothing,
                     low=0, high=1, high_inclusive=False)
@@ -471,7 +511,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
 
     def predict(self, X):
         """Predicted labels (of the type given in ``y``)."""
-        return self.classes_[self._decision(X).argmax(axis=1)]
+        decision = self._decision(X)  # checks the fitted state first
+        return self.classes_[decision.argmax(axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -533,12 +574,14 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     def _encode_target(self, y):
         check_bool(self._owner, "target_scaling", self.target_scaling)
         y = np.asarray(y)
-        if y.dtype.kind not in "biuf":
-            raise ValueError(f"{self._owner}: y must be numeric, got dtype {y.dtype}.")
+        if y.dtype.kind in "USV":
+            raise ValueError(f"{self._owner}: y must be numeric, got dtype {y.dtype}; "
+                             f"for class labels use FineTunedClassifier.")
         if y.ndim not in (1, 2):
             raise ValueError(f"{self._owner}: y must be 1-D or 2-D, got shape {y.shape}.")
-        if not np.isfinite(y).all():
-            raise ValueError(f"{self._owner}: y contains NaN or infinity.")
+        # Object arrays of numbers become float; complex, NaN and infinity are
+        # refused with scikit-learn's messages.
+        y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float64)
         self._y_scaler = StandardScaler().fit(y2) if self.target_scaling else None
@@ -561,6 +604,11 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         if self._y_scaler is not None:
             pred = self._y_scaler.inverse_transform(pred)
         return pred.ravel() if self._y_ndim == 1 else pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
 
 class _ValidScore(Callback):

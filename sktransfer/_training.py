@@ -172,9 +172,15 @@ def schedule_callback(schedule, total_steps, warmup):
     if schedule == "constant":
         return None
     if schedule == "onecycle":
+        # OneCycleLR divides by zero when the warmup ends at step 0
+        # (pct_start * total_steps == 1); with at most one warmup step, start
+        # at the peak instead.
+        pct_start = max(warmup, 1e-3)
+        if pct_start * total_steps <= 1:
+            pct_start = 0.5 / total_steps
         return LRScheduler(
             policy=_OneCycle, step_every="batch", total_steps=total_steps,
-            pct_start=max(warmup, 1e-3),
+            pct_start=pct_start,
         )
     return LRScheduler(
         policy=torch.optim.lr_scheduler.LambdaLR, step_every="batch",
