@@ -46,7 +46,7 @@ def _parser():
     demo.add_argument("--finetune-sizes", type=_ints, default=(10,),
                       help="labels-per-class sizes at which to fine-tune "
                            "(default 10; fine-tuning is the slow part)")
-    demo.add_argument("--finetune-epochs", type=int, default=4)
+    demo.add_argument("--finetune-epochs", type=int, default=6)
     demo.add_argument("--methods", default=None,
                       help="comma-separated subset of pixels_logreg, "
                            "hog_linear_svm, pixels_rbf_svc, linear_probe, fine_tune")

@@ -1,0 +1,71 @@
+"""The full transfer-vs-classical protocol on Fashion-MNIST.
+
+Several seeds; 10 / 100 / 1000 labelled images per class and the full
+training set (6000 per class) where time allows; scored on the official
+10,000-image test set. Writes results.json, results.md (with the published
+Fashion-MNIST figures beside ours) and accuracy.png.
+
+    python benchmarks/fashion_mnist.py                 # the committed run
+    python benchmarks/fashion_mnist.py --smoke --output /tmp/x   # seconds, digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from sktransfer._benchmark import BenchmarkConfig, run_benchmark, write_report
+from sktransfer.datasets import fashion_mnist_published_results
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="a seconds-long run on sklearn digits (checks the script)")
+    parser.add_argument("--output", default=str(HERE / "results" / "fashion_mnist"))
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--no-full", action="store_true",
+                        help="skip the full training set (6000 per class)")
+    args = parser.parse_args(argv)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    if args.smoke:
+        config = BenchmarkConfig(dataset="digits", sizes=(5,), seeds=(0,),
+                                 image_size=32, finetune_sizes=(5,),
+                                 finetune_epochs=1, test_size=None)
+    else:
+        sizes = (10, 100, 1000) if args.no_full else (10, 100, 1000, 6000)
+        config = BenchmarkConfig(dataset="fashion_mnist", sizes=sizes, seeds=seeds,
+                                 image_size=args.image_size, test_size=None,
+                                 finetune_sizes=(10,), finetune_epochs=8,
+                                 extra={"full_size_methods": [
+                                     "pixels_logreg", "hog_linear_svm", "linear_probe"]})
+    start = time.perf_counter()
+    report = run_benchmark(config, progress=False)
+    report["wall_time"] = time.perf_counter() - start
+    report["published"] = [
+        r for r in fashion_mnist_published_results()
+        if r["model"] in ("HOG+SVM", "ResNet18", "MLP 256-128-100", "XgBoost",
+                          "MobileNet", "Human Performance")
+    ] if report["dataset"] == "fashion_mnist" else []
+    title = (f"{report['dataset']}: transfer ({config.backbone}, {config.image_size} px) "
+             f"vs classical baselines")
+    table = write_report(report, args.output, title)
+    if report["published"]:
+        lines = ["", "## Published Fashion-MNIST results (full training set)", "",
+                 "From the benchmark table of the Fashion-MNIST README "
+                 f"({report['published'][0]['source']}):", "",
+                 "| model | preprocessing | accuracy |", "|---|---|---:|"]
+        lines += [f"| {r['model']} | {r['preprocessing']} | {r['accuracy']:.3f} |"
+                  for r in report["published"]]
+        with open(Path(args.output) / "results.md", "a") as f:
+            f.write("\n".join(lines) + "\n")
+    print(table)
+    print(f"wall time {report['wall_time']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
