@@ -12,7 +12,9 @@ Fashion-MNIST figures beside ours) and accuracy.png.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from sktransfer._benchmark import BenchmarkConfig, run_benchmark, write_report
@@ -30,7 +32,14 @@ def main(argv=None):
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--no-full", action="store_true",
                         help="skip the full training set (6000 per class)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite results.md and accuracy.png from results.json")
     args = parser.parse_args(argv)
+    if args.report_only:
+        report = json.loads((Path(args.output) / "results.json").read_text())
+        report.pop("summary", None)
+        _write(report, args.output, report["config"])
+        return
     seeds = tuple(int(s) for s in args.seeds.split(","))
     if args.smoke:
         config = BenchmarkConfig(dataset="digits", sizes=(5,), seeds=(0,),
@@ -51,9 +60,13 @@ def main(argv=None):
         if r["model"] in ("HOG+SVM", "ResNet18", "MLP 256-128-100", "XgBoost",
                           "MobileNet", "Human Performance")
     ] if report["dataset"] == "fashion_mnist" else []
-    title = (f"{report['dataset']}: transfer ({config.backbone}, {config.image_size} px) "
-             f"vs classical baselines")
-    table = write_report(report, args.output, title)
+    _write(report, args.output, asdict(config))
+
+
+def _write(report, output, config):
+    title = (f"{report['dataset']}: transfer ({config['backbone']}, "
+             f"{config['image_size']} px) vs classical baselines")
+    table = write_report(report, output, title)
     if report["published"]:
         lines = ["", "## Published Fashion-MNIST results (full training set)", "",
                  "From the benchmark table of the Fashion-MNIST README "
@@ -61,7 +74,7 @@ def main(argv=None):
                  "| model | preprocessing | accuracy |", "|---|---|---:|"]
         lines += [f"| {r['model']} | {r['preprocessing']} | {r['accuracy']:.3f} |"
                   for r in report["published"]]
-        with open(Path(args.output) / "results.md", "a") as f:
+        with open(Path(output) / "results.md", "a") as f:
             f.write("\n".join(lines) + "\n")
     print(table)
     print(f"wall time {report['wall_time']:.0f} s")

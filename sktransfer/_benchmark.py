@@ -309,6 +309,7 @@ def markdown_table(summary):
 
 def plot(summary, path, title):
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -321,6 +322,10 @@ def plot(summary, path, title):
                     yerr=[s["accuracy_std"] for s in rows], marker="o", capsize=3,
                     label=METHOD_LABELS.get(method, method))
     ax.set_xscale("log")
+    sizes = sorted({s["labels_per_class"] for s in summary})
+    ax.set_xticks(sizes)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("labelled training images per class")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
