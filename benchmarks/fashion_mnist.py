@@ -44,7 +44,7 @@ def main(argv=None):
     if args.smoke:
         config = BenchmarkConfig(dataset="digits", sizes=(5,), seeds=(0,),
                                  image_size=32, finetune_sizes=(5,),
-                                 finetune_epochs=1, test_size=None)
+                                 finetune_epochs=1, test_size=100)
     else:
         sizes = (10, 100, 1000) if args.no_full else (10, 100, 1000, 6000)
         config = BenchmarkConfig(dataset="fashion_mnist", sizes=sizes, seeds=seeds,
