@@ -17,6 +17,8 @@ _PUBLIC = {
     "WeightsUnavailableError": ".backbones",
     "list_backbones": ".backbones",
     "register_backbone": ".backbones",
+    "save": "._persistence",
+    "load": "._persistence",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

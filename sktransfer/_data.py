@@ -13,6 +13,42 @@ from ._preprocessing import Preprocessing
 from ._validation import check_image_shape
 
 
+def preprocessing_from_dict(values):
+    """The :class:`Preprocessing` of ``Preprocessing.to_dict()`` (or None)."""
+    if values is None:
+        return None
+    values = dict(values)
+    for key in ("mean", "std", "crop_size"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    return Preprocessing(**values)
+
+
+def input_attributes(estimator):
+    """What fit learned about ``X`` (JSON values), for saving an estimator."""
+    out = {}
+    if hasattr(estimator, "n_features_in_"):
+        out["n_features_in_"] = int(estimator.n_features_in_)
+    if hasattr(estimator, "feature_names_in_"):
+        out["feature_names_in_"] = [str(n) for n in estimator.feature_names_in_]
+    if getattr(estimator, "_input_sample_shape", None) is not None:
+        out["input_sample_shape"] = list(estimator._input_sample_shape)
+    return out
+
+
+def restore_input_attributes(estimator, fitted):
+    """Set the attributes :func:`input_attributes` saved."""
+    for attr in ("n_features_in_", "feature_names_in_", "_input_sample_shape"):
+        estimator.__dict__.pop(attr, None)
+    if "n_features_in_" in fitted:
+        estimator.n_features_in_ = fitted["n_features_in_"]
+    if "feature_names_in_" in fitted:
+        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"],
+                                                 dtype=object)
+    if "input_sample_shape" in fitted:
+        estimator._input_sample_shape = tuple(fitted["input_sample_shape"])
+
+
 def is_2d_numeric(X):
     """True for 2-D numeric arrays, tensors and DataFrames (not path lists)."""
     if isinstance(X, torch.Tensor):
@@ -64,4 +100,8 @@ class InputSpec:
             X = X.detach().cpu().numpy()
         X = validate_data(estimator, X, reset=reset, dtype=np.float32,
                           allow_nd=True)
+        if reset:
+            # As validate_data records n_features_in_: the shape of one sample,
+            # which sktransfer.load needs to rebuild a passthrough extractor.
+            estimator._input_sample_shape = tuple(int(s) for s in X.shape[1:])
         return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))

@@ -49,6 +49,13 @@ def pool(output, pooling, *, layer="output"):
     return output.flatten(1)
 
 
+# RuntimeErrors that say nothing about the input: passed on unchanged.
+_NOT_INPUT_ERRORS = tuple(
+    getattr(torch, name) for name in ("OutOfMemoryError", "AcceleratorError")
+    if hasattr(torch, name)
+) + (NotImplementedError,)
+
+
 class _Stop(Exception):
     """Raised by a hook once every requested layer has been captured."""
 
@@ -68,6 +75,21 @@ class FeatureModel(nn.Module):
         self.body = without_head(model, head) if layers is None else model
 
     def forward(self, x):
+        try:
+            return self._forward(x)
+        except _NOT_INPUT_ERRORS:
+            raise
+        except RuntimeError as exc:
+            # torch reports an input the backbone cannot take (wrong rank,
+            # channels or size) as a bare RuntimeError from deep inside.
+            raise ValueError(
+                f"The backbone ({type(self.body).__name__}) failed on an input "
+                f"batch of shape {tuple(x.shape)} ({exc}). Check that X has the "
+                f"shape the backbone expects; with preprocessing='passthrough' X "
+                f"reaches the backbone unchanged (a CNN needs (n, C, H, W))."
+            ) from exc
+
+    def _forward(self, x):
         if self.layers is None:
             return pool(self.body(x), self.pooling)
         # Hooks live only during the call, so the module stays picklable.

@@ -9,8 +9,12 @@ weights, preprocessing and input handling are the ones of
 from __future__ import annotations
 
 import io
+import json
 import numbers
+import os
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,10 +27,25 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from skorch.callbacks import Callback
 from torch import nn
+from torch.utils.data import default_collate
 
 from ._augment import AUGMENTS, make_augmentation
 from ._backbone import load_backbone
-from ._data import InputSpec
+from ._checkpoint import (
+    CHECKPOINT_FILE,
+    TrainingState,
+    completed_epochs,
+    read_checkpoint,
+    run_identity,
+    stopped_early,
+    to_plain,
+)
+from ._data import (
+    InputSpec,
+    input_attributes,
+    preprocessing_from_dict,
+    restore_input_attributes,
+)
 from ._dataset import ImageDataset, TensorDataset, subset
 from ._features import FeatureModel
 from ._runtime import (
@@ -44,6 +63,7 @@ from ._training import (
     split_blocks,
 )
 from ._validation import check_bool, check_choice, check_float, check_int
+from ._weights import load_state_dict_checked
 
 FREEZES = ("staged", "backbone", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -110,6 +130,16 @@ _PARAMS_DOC = """
         ``{"callbacks": [...], "iterator_train__num_workers": 2}``). Callbacks
         are added after sktransfer's own (freezing, schedule, early
         stopping); other keys override sktransfer's choices.
+    checkpoint_dir : str, path or None, default=None
+        A folder where, after every epoch, the module, optimizer, scheduler
+        and early-stopping states, the history and the random state are saved
+        (``checkpoint.pt``: state dicts and tensors only, written atomically,
+        read back without running code). When ``fit`` finds there a
+        checkpoint of the same parameters (``verbose`` aside) and the same
+        data, training resumes from the epoch after it, and ends as an
+        uninterrupted run would; a checkpoint of another run is ignored
+        with a warning and overwritten. Do not share one folder between fits
+        running at the same time (e.g. in ``GridSearchCV``).
 """
 
 
@@ -123,7 +153,7 @@ class _FineTunedBase(BaseEstimator):
                  train_transform=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
                  image_shape=None, device="auto", random_state=None, verbose=0,
-                 net_params=None):
+                 net_params=None, checkpoint_dir=None):
         self.backbone = backbone
         self.weights = weights
         self.freeze = freeze
@@ -147,6 +177,7 @@ class _FineTunedBase(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.net_params = net_params
+        self.checkpoint_dir = checkpoint_dir
 
     # -- validation -----------------------------------------------------
     def _check_params(self):
@@ -180,6 +211,10 @@ class _FineTunedBase(BaseEstimator):
         if self.net_params is not None and not isinstance(self.net_params, dict):
             raise ValueError(f"{o}: net_params must be a dict or None, got "
                              f"{type(self.net_params).__name__}.")
+        if self.checkpoint_dir is not None and not isinstance(
+                self.checkpoint_dir, (str, os.PathLike)):
+            raise ValueError(f"{o}: checkpoint_dir must be None or a folder path "
+                             f"(str or pathlib.Path), got {self.checkpoint_dir!r}.")
 
     # -- fit ------------------------------------------------------------
     def _fit(self, X, y):
@@ -215,21 +250,74 @@ class _FineTunedBase(BaseEstimator):
             precompute = self.freeze == "backbone" and augmentation is None
             train_ds, valid_ds = self._datasets(
                 module, data, y_train, train_idx, valid_idx, augmentation, precompute)
-            self.net_ = self._make_net(module, n_outputs, y_train, len(train_ds), valid_ds)
+            state = self._training_state(data, y_train, valid_ds is not None)
+            net = self._make_net(module, self._criterion(y_train), len(train_ds),
+                                 valid_ds, state)
             module.precomputed = precompute
             start = time.perf_counter()
             try:
-                self.net_.fit(train_ds, y=None)
+                _train(net, train_ds, state.resume)
+                self._after_interruption(net, state)
             finally:
                 module.precomputed = False
                 module.set_frozen([])
                 module.eval()
+                state.best_state_ = state.resume = None  # not kept in net_
         self.fit_time_ = time.perf_counter() - start
+        self.net_ = net
+        self._set_history()
+        return self
+
+    def _set_history(self):
         self.history_ = [
             {k: v for k, v in row.items() if k != "batches"} for row in self.net_.history
         ]
         self.n_epochs_ = len(self.history_)
-        return self
+
+    def _training_state(self, data, y_train, has_valid):
+        """The TrainingState callback: best weights, and the checkpoint to
+        write and to resume from when ``checkpoint_dir`` is set."""
+        monitor = "valid_loss" if has_valid else "train_loss"
+        # With early stopping, skorch's EarlyStopping keeps the best weights.
+        if self.checkpoint_dir is None:
+            return TrainingState(monitor, keep_best=not has_valid)
+        identity = run_identity(self.get_params(deep=False), data, y_train,
+                                getattr(self, "classes_", None))
+        resume = read_checkpoint(self.checkpoint_dir, identity, self._owner)
+        return TrainingState(monitor, keep_best=not has_valid,
+                             path=Path(self.checkpoint_dir) / CHECKPOINT_FILE,
+                             identity=identity, resume=resume)
+
+    def _after_interruption(self, net, state):
+        """After Ctrl-C (KeyboardInterrupt, which skorch catches), keep the
+        best completed epoch's weights and warn; re-raise if no epoch ended."""
+        completed = completed_epochs(net.history)
+        if completed >= net.max_epochs or stopped_early(net):
+            return
+        if completed == 0:
+            raise KeyboardInterrupt
+        when = (f"after epoch {completed}" if len(net.history) == completed
+                else f"during epoch {completed + 1}")
+        del net.history[completed:]  # the unfinished epoch, if any
+        es = dict(net.callbacks_).get("early_stopping")
+        if es is not None:  # its on_train_end restored its best weights
+            best, monitor = int(es.best_epoch_), "valid_loss"
+        else:
+            best, monitor = state.best_epoch_, state.monitor
+            if state.best_state_ is not None:
+                net.module_.load_state_dict(state.best_state_)
+        if best is None:  # no finite loss yet
+            kept = "keeps the current weights"
+        else:
+            score = net.history[best - 1][monitor]
+            kept = (f"keeps the weights of epoch {best}, the best so far "
+                    f"({monitor}={score:.4g})")
+        resume = (" Call fit again to resume from the checkpoint in "
+                  f"{str(self.checkpoint_dir)!r}." if self.checkpoint_dir else "")
+        warnings.warn(
+            f"{self._owner}: training was interrupted (KeyboardInterrupt) {when} "
+            f"of {net.max_epochs}; the fitted estimator {kept}.{resume}",
+            UserWarning, stacklevel=4)
 
     def _check_y(self, X, y):
         if y is None:
@@ -293,7 +381,7 @@ class _FineTunedBase(BaseEstimator):
                 out.append(ImageDataset(part, y_t[idx], self.preprocessing_, aug))
         return out[0], (out[1] if len(out) > 1 else None)
 
-    def _make_net(self, module, n_outputs, y, n_train, valid_ds):
+    def _make_net(self, module, criterion, n_train, valid_ds, state):
         from skorch import NeuralNet
         from skorch.callbacks import EarlyStopping
         from skorch.helper import predefined_split
@@ -309,9 +397,10 @@ class _FineTunedBase(BaseEstimator):
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.n_iter_no_change,
                 load_best=True, sink=print if self.verbose else _silent)))
+        callbacks.append(("training_state", state))
         params = dict(
             module=module,
-            criterion=self._criterion(y),
+            criterion=criterion,
             optimizer=torch.optim.AdamW,
             lr=self.lr,
             optimizer__weight_decay=self.weight_decay,
@@ -322,6 +411,8 @@ class _FineTunedBase(BaseEstimator):
             device=str(self.device_),
             train_split=predefined_split(valid_ds) if valid_ds is not None else None,
             iterator_train__shuffle=True,
+            iterator_train__collate_fn=_collate,
+            iterator_valid__collate_fn=_collate,
             callbacks=callbacks,
             verbose=int(self.verbose),
         )
@@ -352,6 +443,67 @@ class _FineTunedBase(BaseEstimator):
         check_is_fitted(self, "net_")
         data = self._input_spec.read(self, X, reset=False)
         return self._forward(self.net_.module_, data)
+
+    # -- saving without pickle: sktransfer.save / sktransfer.load ---------
+    def _export(self):
+        """Tensors and JSON-able fitted attributes, for :func:`sktransfer.save`."""
+        check_is_fitted(self, "net_")
+        tensors = {f"module.{k}": v for k, v in self.net_.module_.state_dict().items()}
+        tensors.update({f"criterion.{k}": v
+                        for k, v in self.net_.criterion_.state_dict().items()})
+        pre = self.preprocessing_
+        fitted = {
+            "preprocessing_": None if pre is None else pre.to_dict(),
+            "weights_id_": self.weights_id_,
+            "backbone_name_": self.backbone_name_,
+            "device_": str(self.device_),
+            "history_": to_plain(self.history_),
+            "fit_time_": float(self.fit_time_),
+            **input_attributes(self),
+            **self._export_target(),
+        }
+        return tensors, fitted
+
+    def _restore(self, tensors, fitted, device):
+        """Rebuild the fitted estimator :meth:`_export` described, without
+        training: the architecture from the registry (random weights, no
+        download), then the saved weights."""
+        from skorch.history import History
+
+        self._check_params()
+        loaded = load_backbone(self.backbone, None, preprocessing=self.preprocessing,
+                               random_state=self.random_state, owner=self._owner)
+        self.device_ = device
+        self.preprocessing_ = preprocessing_from_dict(fitted["preprocessing_"])
+        self.weights_id_ = fitted["weights_id_"]
+        self.backbone_name_ = fitted["backbone_name_"]
+        self._input_spec = InputSpec.create(self, self.preprocessing_, self._owner)
+        restore_input_attributes(self, fitted)
+        self._restore_target(fitted)
+        saved = {k[len("module."):]: v for k, v in tensors.items()
+                 if k.startswith("module.")}
+        body = FeatureModel(loaded.model, loaded.head, None, "avg")
+        # Loading the body first also initialises lazy modules (nn.LazyLinear).
+        load_state_dict_checked(
+            body, {k[len("body."):]: v for k, v in saved.items()
+                   if k.startswith("body.")},
+            backbone_name=loaded.name, what="The saved weights")
+        weight = saved.get("head.weight")
+        if weight is None or weight.ndim != 2:
+            raise ValueError(f"{self._owner}: the saved weights have no linear head "
+                             f"('module.head.weight'); the file is damaged.")
+        module = TransferNet(body, nn.Linear(weight.shape[1], weight.shape[0]),
+                             split_blocks(body))
+        load_state_dict_checked(module, saved, backbone_name=loaded.name,
+                                what="The saved weights")
+        criterion = self._saved_criterion(tensors.get("criterion.weight"))
+        net = self._make_net(module.eval(), criterion, 1, None, TrainingState())
+        net.initialize()
+        net.history = History(fitted["history_"])
+        self.net_ = net
+        self._set_history()
+        self.fit_time_ = fitted["fit_time_"]
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -414,6 +566,15 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     fit_time_ : float
         Seconds spent in the training loop.
 
+    Notes
+    -----
+    Ctrl-C during ``fit`` leaves a fitted estimator with the weights of the
+    best completed epoch, and a warning; with ``checkpoint_dir`` a later
+    ``fit`` resumes the run. Pickles carry the weights and load on a CPU when
+    saved on a GPU, but unpickling runs code: only load pickles you trust.
+    :func:`sktransfer.save` and :func:`sktransfer.load` store a fitted
+    estimator without pickle.
+
     Examples
     --------
     >>> from sktransfer import FineTunedClassifier
@@ -437,7 +598,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
                  train_transform=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
                  image_shape=None, device="auto", random_state=None, verbose=0,
-                 net_params=None, class_weight=None, label_smoothing=0.0):
+                 net_params=None, checkpoint_dir=None, class_weight=None,
+                 label_smoothing=0.0):
         super().__init__(
             backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
             lr=lr, backbone_lr_ratio=backbone_lr_ratio, layer_decay=layer_decay,
@@ -447,7 +609,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, preprocessing=preprocessing,
             image_shape=image_shape, device=device, random_state=random_state,
-            verbose=verbose, net_params=net_params)
+            verbose=verbose, net_params=net_params, checkpoint_dir=checkpoint_dir)
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
 
@@ -479,8 +641,23 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return y if counts.min() >= 2 else None
 
     def _criterion(self, y):
-        weight = self._class_weights(y)
+        return self._saved_criterion(self._class_weights(y))
+
+    def _saved_criterion(self, weight):
+        if weight is not None:
+            weight = weight.to(self.device_)
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
+
+    def _export_target(self):
+        return {"classes_": to_plain(self.classes_.tolist()),
+                "classes_dtype": self.classes_.dtype.str}
+
+    def _restore_target(self, fitted):
+        dtype = np.dtype(fitted["classes_dtype"])
+        classes = np.asarray(fitted["classes_"], dtype=dtype)
+        self._label_encoder = LabelEncoder()
+        self._label_encoder.classes_ = classes
+        self.classes_ = classes
 
     def _class_weights(self, y):
         cw = self.class_weight
@@ -538,6 +715,15 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         stopping, ``valid_loss`` and ``valid_r2``.
     n_epochs_ : int
     fit_time_ : float
+
+    Notes
+    -----
+    Ctrl-C during ``fit`` leaves a fitted estimator with the weights of the
+    best completed epoch, and a warning; with ``checkpoint_dir`` a later
+    ``fit`` resumes the run. Pickles carry the weights and load on a CPU when
+    saved on a GPU, but unpickling runs code: only load pickles you trust.
+    :func:`sktransfer.save` and :func:`sktransfer.load` store a fitted
+    estimator without pickle.
     """
     _owner = "FineTunedRegressor"
     _score_name = "valid_r2"
@@ -549,7 +735,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
                  train_transform=None, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
                  image_shape=None, device="auto", random_state=None, verbose=0,
-                 net_params=None, target_scaling=True):
+                 net_params=None, checkpoint_dir=None, target_scaling=True):
         super().__init__(
             backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
             lr=lr, backbone_lr_ratio=backbone_lr_ratio, layer_decay=layer_decay,
@@ -559,7 +745,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, preprocessing=preprocessing,
             image_shape=image_shape, device=device, random_state=random_state,
-            verbose=verbose, net_params=net_params)
+            verbose=verbose, net_params=net_params, checkpoint_dir=checkpoint_dir)
         self.target_scaling = target_scaling
 
     def fit(self, X, y):
@@ -591,6 +777,28 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
 
     def _criterion(self, y):
         return nn.MSELoss()
+
+    def _saved_criterion(self, weight):
+        return nn.MSELoss()
+
+    def _export_target(self):
+        scaler = self._y_scaler
+        saved = None if scaler is None else {
+            attr: to_plain(getattr(scaler, attr))
+            for attr in ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_")
+        }
+        return {"y_ndim": self._y_ndim, "y_scaler": saved}
+
+    def _restore_target(self, fitted):
+        self._y_ndim = fitted["y_ndim"]
+        saved = fitted["y_scaler"]
+        self._y_scaler = None
+        if saved is not None:
+            scaler = StandardScaler()
+            for attr, value in saved.items():
+                setattr(scaler, attr, np.asarray(value) if isinstance(value, list)
+                        else value)
+            self._y_scaler = scaler
 
     @staticmethod
     def _valid_score(pred, y):
@@ -631,6 +839,34 @@ class _ValidScore(Callback):
 
 def _silent(*args, **kwargs):
     return None
+
+
+def _train(net, train_ds, resume):
+    """Train ``net`` from scratch, or from the checkpoint ``resume`` on.
+
+    ``TrainingState`` restores the checkpoint's states when training begins;
+    the history is restored here, before skorch's callbacks read it.
+    """
+    from skorch.history import History
+
+    net.initialize()
+    epochs = net.max_epochs
+    if resume is not None:
+        net.history = History(json.loads(resume["history"]))
+        epochs = 0 if resume["finished"] else max(epochs - resume["epoch"], 0)
+    net.partial_fit(train_ds, y=None, epochs=epochs)
+
+
+def _collate(batch):
+    """torch's default collate, with a clear error for images of unequal size."""
+    shapes = {tuple(x.shape) for x, _ in batch}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Images in X have different sizes after preprocessing "
+            f"({sorted(shapes)[:3]}); set preprocessing={{'resize_size': S, "
+            f"'crop_size': S}} so that every image gets the same size."
+        )
+    return default_collate(batch)
 
 
 def _torch_seed(random_state):

@@ -34,8 +34,10 @@ class UnreadableImageError(ValueError):
     ``reason`` says which file and why, without the advice on what to do.
     """
 
-    def __init__(self, reason, advice):
-        super().__init__(f"{reason} {advice}")
+    def __init__(self, reason, advice=""):
+        # One-argument construction must work: torch's DataLoader re-raises
+        # an error from a worker process as ``type(exc)(message)``.
+        super().__init__(f"{reason} {advice}".rstrip())
         self.reason = reason
 
 
@@ -58,14 +60,19 @@ class ImageSequence:
 
     def __getitem__(self, i):
         item = self._items[i]
+        where = f"{self.name}[{i}]"
         if self.kind == "path":
             image = _load_path(item, i, self.name)
         elif self.kind == "pil":
-            image = _pil_to_tensor(item)
-        elif self.kind == "hwc":
-            image = _array_to_tensor(item, channels_last=True, index=i, name=self.name)
-        else:  # "chw": a torch tensor or array (C, H, W)
-            image = _array_to_tensor(item, channels_last=False, index=i, name=self.name)
+            image = _pil_to_tensor(item, where)
+        else:  # "hwc": an array (H, W, C); "chw": a tensor or array (C, H, W)
+            image = _array_to_tensor(item, channels_last=self.kind == "hwc",
+                                     where=where)
+        if image.shape[1] == 0 or image.shape[2] == 0:
+            raise ValueError(
+                f"{where} is an empty image of {image.shape[1]} x "
+                f"{image.shape[2]} pixels; every image needs at least 1 x 1 pixel."
+            )
         return convert_channels(image, self.channels)
 
     def key(self, i):
@@ -139,6 +146,14 @@ def _check_not_empty(n, name):
         raise ValueError(f"{name} is empty: got 0 images; at least one is required.")
 
 
+def _check_image_size(size, shape, name):
+    if 0 in tuple(size):
+        raise ValueError(
+            f"{name} holds empty images (shape {tuple(shape)}): height and width "
+            f"must be at least 1 pixel."
+        )
+
+
 def _kind_of_items(items, name):
     from PIL import Image
 
@@ -186,6 +201,7 @@ def _from_array(X, image_shape, channels, name):
             f"2-D flattened pixels with image_shape; got shape {X.shape}."
         )
     _check_not_empty(X.shape[0], name)
+    _check_image_size(X.shape[1:3], X.shape, name)
     if X.shape[-1] not in _CHANNELS:
         raise ValueError(
             f"{name} has {X.shape[-1]} channels in its last axis (shape {X.shape}); "
@@ -208,6 +224,7 @@ def _from_tensor(X, image_shape, channels, name):
             f"got shape {tuple(X.shape)}."
         )
     _check_not_empty(X.shape[0], name)
+    _check_image_size(X.shape[2:4], tuple(X.shape), name)
     if X.shape[1] not in _CHANNELS:
         raise ValueError(
             f"{name} has {X.shape[1]} channels in axis 1 (shape {tuple(X.shape)}); "
@@ -269,7 +286,8 @@ def check_pixels(values, name, index=None):
             )
 
 
-def _array_to_tensor(array, *, channels_last, index, name):
+def _array_to_tensor(array, *, channels_last, where):
+    """A (C, H, W) tensor of one image; errors call it ``where`` ("X[3]")."""
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
     array = np.asarray(array)
@@ -277,21 +295,25 @@ def _array_to_tensor(array, *, channels_last, index, name):
         array = array[..., None] if channels_last else array[None]
     if array.ndim != 3:
         raise ValueError(
-            f"{name}[{index}] has shape {array.shape}; each image must be 2-D "
+            f"{where} has shape {array.shape}; each image must be 2-D "
             f"(H, W) or 3-D ({'H, W, C' if channels_last else 'C, H, W'})."
         )
     c = array.shape[-1] if channels_last else array.shape[0]
     if c not in _CHANNELS:
         raise ValueError(
-            f"{name}[{index}] has {c} channels (shape {array.shape}); expected "
+            f"{where} has {c} channels (shape {array.shape}); expected "
             f"1, 3 or 4."
         )
-    check_pixels(array, name, index)
-    if channels_last:
-        array = array.transpose(2, 0, 1)
-    if array.dtype.kind == "f":
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8))
+    check_pixels(array, where)
+    array = np.ascontiguousarray(array, dtype=np.float32 if array.dtype.kind == "f"
+                                 else np.uint8)
+    if not array.flags.writeable:  # e.g. pandas' read-only arrays
+        array = array.copy()
+    # (H, W, C) pixels keep their memory layout (a permuted view, no copy):
+    # torch resizes them 1.7x faster than (C, H, W) memory, to the same values,
+    # and they go straight into channels-last batches.
+    tensor = torch.from_numpy(array)
+    return tensor.permute(2, 0, 1) if channels_last else tensor
 
 
 def _load_path(path, index, name):
@@ -300,7 +322,7 @@ def _load_path(path, index, name):
     try:
         with Image.open(path) as img:
             img.load()
-            return _pil_to_tensor(img)
+            pixels = _pil_pixels(img)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{name}[{index}]: no such image file: {str(path)!r}."
@@ -311,14 +333,27 @@ def _load_path(path, index, name):
             "Check that it is a complete image file, or pass on_error='warn' to "
             "skip unreadable images.",
         ) from exc
+    return _array_to_tensor(pixels, channels_last=True,
+                            where=f"{name}[{index}] ({str(path)!r})")
 
 
-def _pil_to_tensor(img):
-    from torchvision.transforms.v2 import functional as TF
+def _pil_to_tensor(img, where="image"):
+    return _array_to_tensor(_pil_pixels(img), channels_last=True, where=where)
 
-    if img.mode not in ("RGB", "L"):
-        img = img.convert("RGB")  # palette, RGBA, LA, CMYK, 16-bit: drop alpha
-    return TF.pil_to_tensor(img)
+
+def _pil_pixels(img):
+    """The pixels of a PIL image as an (H, W) or (H, W, C) array.
+
+    8-bit modes become L or RGB (palette, alpha, CMYK... converted by PIL).
+    16-bit modes ("I;16*") are scaled from 0-65535 to floats in [0, 1]; PIL's
+    own conversion would clip them at 255. 32-bit "I" and "F" images keep
+    their values, which must then be 0-255 and 0-1 like arrays.
+    """
+    if img.mode.startswith("I;16"):
+        return np.asarray(img).astype(np.float32) / 65535.0
+    if img.mode not in ("RGB", "L", "I", "F"):
+        img = img.convert("RGB")  # palette, RGBA, LA, CMYK, 1-bit: drop alpha
+    return np.array(img)  # a writable copy, as torch.from_numpy wants
 
 
 def convert_channels(image, channels):

@@ -180,11 +180,14 @@ def schedule_callback(schedule, total_steps, warmup):
             pct_start = 0.5 / total_steps
         return LRScheduler(
             policy=_OneCycle, step_every="batch", total_steps=total_steps,
-            pct_start=pct_start,
+            pct_start=pct_start, last_epoch=-1,
         )
+    # last_epoch=-1: skorch would otherwise start the scheduler at the epoch
+    # count of the history, which is wrong for per-batch steps when a run
+    # resumes from a checkpoint (the scheduler's own state is restored then).
     return LRScheduler(
         policy=torch.optim.lr_scheduler.LambdaLR, step_every="batch",
-        lr_lambda=warmup_cosine(total_steps, warmup),
+        lr_lambda=warmup_cosine(total_steps, warmup), last_epoch=-1,
     )
 
 

@@ -1,0 +1,500 @@
+"""Save and load fitted estimators without pickle.
+
+``sktransfer.save(estimator, path)`` writes a folder:
+
+- ``config.json``: the save format version, the sktransfer version, the
+  class name, the parameters (``get_params``) and the fitted attributes
+  prediction needs (preprocessing, classes and their dtype, target scaling,
+  device, feature counts, history), all plain JSON;
+- ``model.safetensors``: the weights.
+
+``sktransfer.load(path)`` parses the JSON and reads the safetensors file, so
+nothing in the folder can run code. It rebuilds the backbone architecture by
+its registry name (random initialisation, nothing downloaded) and loads the
+saved weights into it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+FORMAT_VERSION = 1
+MIN_FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+_CLASSES = {
+    "PretrainedFeatureExtractor": "._extractor",
+    "FineTunedClassifier": "._finetune",
+    "FineTunedRegressor": "._finetune",
+}
+# Parameters used only by fit: a saved estimator predicts without them.
+_FIT_ONLY = ("train_transform", "net_params", "weights", "random_state")
+
+
+def save(estimator, path):
+    """Save a fitted sktransfer estimator to the folder ``path``, without pickle.
+
+    The folder holds ``config.json`` (format and sktransfer versions, class,
+    parameters and fitted attributes, as JSON) and ``model.safetensors`` (the
+    weights). It is written next to ``path`` first and then renamed, so an
+    interrupted save never leaves a half-written folder; an earlier save at
+    ``path`` is replaced.
+
+    Parameters
+    ----------
+    estimator : PretrainedFeatureExtractor, FineTunedClassifier or FineTunedRegressor
+        A fitted estimator whose parameters are plain values: ``backbone``
+        must be a name (register your own ``nn.Module`` with
+        :func:`sktransfer.register_backbone`), and ``weights``,
+        ``random_state``, ``train_transform`` and ``net_params`` must not hold
+        objects (modules, state dicts, functions, callbacks).
+    path : str or path-like
+        The folder to write.
+
+    Raises
+    ------
+    ValueError
+        When a parameter cannot be stored as JSON; the message says which and
+        what to do.
+
+    See Also
+    --------
+    load : Load an estimator saved by ``save``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, sktransfer
+    >>> from sktransfer import PretrainedFeatureExtractor
+    >>> X = np.zeros((2, 16, 16, 3), np.uint8)
+    >>> ext = PretrainedFeatureExtractor("resnet18", weights=None, device="cpu",
+    ...     preprocessing={"resize_size": 16, "crop_size": 16}).fit(X)
+    >>> folder = tempfile.mkdtemp() + "/extractor"
+    >>> sktransfer.save(ext, folder)
+    >>> loaded = sktransfer.load(folder)
+    >>> bool(np.array_equal(loaded.transform(X), ext.transform(X)))
+    True
+    """
+    name = _class_name(estimator)
+    check_is_fitted(estimator)
+    params = {k: _encode(v, k, name)
+              for k, v in estimator.get_params(deep=False).items()}
+    if name == "PretrainedFeatureExtractor":
+        tensors, fitted = _export_extractor(estimator)
+    else:
+        tensors, fitted = estimator._export()
+    from . import __version__
+
+    config = {
+        "format": "sktransfer",
+        "format_version": FORMAT_VERSION,
+        "sktransfer_version": __version__,
+        "class": name,
+        "params": params,
+        "fitted": fitted,
+        "versions": _library_versions(),
+    }
+    try:
+        text = json.dumps(config, indent=2, sort_keys=True)
+    except TypeError as exc:  # e.g. class labels that are dates
+        raise ValueError(
+            f"sktransfer.save: cannot store the fitted {name} as JSON ({exc}); "
+            f"class labels must be numbers, strings or booleans."
+        ) from exc
+    _write_folder(Path(path), text, _cpu_tensors(tensors, name))
+
+
+def load(path, *, device=None):
+    """Load an estimator written by :func:`sktransfer.save`; runs no code.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A folder written by :func:`save`.
+    device : str, torch.device or None, default=None
+        Where the loaded estimator runs; it becomes its ``device``
+        parameter. None keeps the saved ``device`` parameter, falling back to
+        the CPU (with a warning) when that device is not available here, e.g.
+        for an estimator fitted on a GPU.
+
+    Returns
+    -------
+    estimator : PretrainedFeatureExtractor, FineTunedClassifier or FineTunedRegressor
+        Fitted, with the saved parameters and weights. A backbone added with
+        :func:`sktransfer.register_backbone` must be registered again (under
+        the same name) before loading.
+
+    Raises
+    ------
+    ValueError
+        For a folder that is not an sktransfer save, a save format newer than
+        this sktransfer reads (upgrade sktransfer), or weights that do not fit
+        the backbone.
+    """
+    import importlib
+
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    config = _read_config(folder)
+    name = config["class"]
+    cls = getattr(importlib.import_module(_CLASSES[name], __package__), name)
+    params = _read_params(config, cls, folder)
+    _check_backbone_available(params["backbone"], name, folder)
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        tensors = load_file(str(weights_path), device="cpu")
+    except Exception as exc:  # missing, truncated, not safetensors
+        raise ValueError(
+            f"sktransfer.load: cannot read the weights {str(weights_path)!r} "
+            f"({type(exc).__name__}: {exc}); the folder was not written by "
+            f"sktransfer.save or is damaged."
+        ) from exc
+    estimator = cls(**params)
+    if device is None:
+        resolved = _saved_device(estimator.device, name)
+    else:
+        from ._runtime import resolve_device
+
+        estimator.set_params(device=device)
+        resolved = resolve_device(device, f"sktransfer.load: {name}")
+    if name == "PretrainedFeatureExtractor":
+        return _restore_extractor(estimator, tensors, config["fitted"], resolved)
+    return estimator._restore(tensors, config["fitted"], resolved)
+
+
+# -- the extractor ------------------------------------------------------------
+def _export_extractor(est):
+    from ._data import input_attributes
+
+    tensors = {f"backbone.{k}": v for k, v in est.backbone_.body.state_dict().items()}
+    pre = est.preprocessing_
+    fitted = {
+        "preprocessing_": None if pre is None else pre.to_dict(),
+        "weights_id_": est.weights_id_,
+        "backbone_name_": est.backbone_name_,
+        "device_": str(est.device_),
+        "n_features_out_": int(est.n_features_out_),
+        **input_attributes(est),
+    }
+    return tensors, fitted
+
+
+def _restore_extractor(est, tensors, fitted, device):
+    """Fit the extractor on one blank input with the saved weights and
+    preprocessing, then give it back its own parameters."""
+    from ._backbone import load_backbone
+    from ._data import restore_input_attributes
+
+    params = est.get_params(deep=False)
+    body = {k[len("backbone."):]: v for k, v in tensors.items()
+            if k.startswith("backbone.")}
+    # The saved body lacks the classification head when layer=None (the
+    # features never use it): complete the state dict with a random head.
+    loaded = load_backbone(params["backbone"], None, preprocessing=None,
+                           random_state=params["random_state"],
+                           owner=type(est).__name__)
+    weights = {**loaded.model.state_dict(), **body}
+    pre = fitted["preprocessing_"]
+    preprocessing = "passthrough" if pre is None else {
+        k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+    est.set_params(weights=weights, preprocessing=preprocessing, device=device)
+    est.fit(_blank_input(fitted, params["image_shape"]))
+    est.set_params(**{k: params[k] for k in ("weights", "preprocessing", "device")})
+    if est.n_features_out_ != fitted["n_features_out_"]:
+        raise ValueError(
+            f"sktransfer.load: the rebuilt {params['backbone']!r} gives "
+            f"{est.n_features_out_} features, the saved extractor "
+            f"{fitted['n_features_out_']}; the backbone registered under this "
+            f"name is not the one it was saved with."
+        )
+    est.weights_id_ = fitted["weights_id_"]
+    restore_input_attributes(est, fitted)
+    return est
+
+
+def _blank_input(fitted, image_shape):
+    pre = fitted["preprocessing_"]
+    if pre is None:  # passthrough: one sample of the shape fit saw
+        shape = fitted.get("input_sample_shape") or [fitted["n_features_in_"]]
+        return np.zeros([1, *shape], np.float32)
+    if image_shape is not None:
+        return np.zeros((1, int(np.prod(image_shape))), np.uint8)
+    size = pre["crop_size"] or pre["resize_size"] or 224
+    h, w = (size, size) if isinstance(size, int) else size
+    return np.zeros((1, h, w, 3), np.uint8)
+
+
+# -- parameters as JSON -------------------------------------------------------
+_TAGS = ("__tuple__", "__dict__", "__float__", "__path__", "__device__",
+         "__torchvision_weights__")
+
+
+def _encode(value, name, owner):
+    """A JSON value for the parameter ``name``; ValueError if there is none."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, name, owner) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v, name, owner) for v in value]
+    if isinstance(value, os.PathLike):
+        return {"__path__": os.fspath(value)}
+    if isinstance(value, torch.device):
+        return {"__device__": str(value)}
+    weights_enum = _torchvision_weights_name(value)
+    if weights_enum is not None:
+        return {"__torchvision_weights__": weights_enum}
+    if isinstance(value, Mapping) and not _is_state_dict(value):
+        if all(isinstance(k, str) for k in value) and not (
+                len(value) == 1 and next(iter(value)) in _TAGS):
+            return {k: _encode(v, name, owner) for k, v in value.items()}
+        return {"__dict__": [[_encode(k, name, owner), _encode(v, name, owner)]
+                             for k, v in value.items()]}
+    raise ValueError(_unsaveable(value, name, owner))
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1 and next(iter(value)) in _TAGS:
+        tag, content = next(iter(value.items()))
+        if tag == "__tuple__":
+            return tuple(_decode(v) for v in content)
+        if tag == "__dict__":
+            return {_decode(k): _decode(v) for k, v in content}
+        if tag == "__float__":
+            return float(content)
+        if tag == "__path__":
+            return Path(content)
+        if tag == "__device__":
+            return torch.device(content)
+        # A lookup in torchvision's registry of weight enums.
+        from torchvision.models import get_weight
+
+        return get_weight(content)
+    return {k: _decode(v) for k, v in value.items()}
+
+
+def _unsaveable(value, name, owner):
+    what = "state dict" if _is_state_dict(value) else type(value).__name__
+    head = (f"sktransfer.save: {owner}'s parameter {name} is a {what}, which the "
+            f"saved JSON config cannot hold.")
+    if isinstance(value, nn.Module):
+        return (
+            f"{head} sktransfer.save stores the backbone by name, so that "
+            f"loading runs no code: register a function building it, "
+            f"sktransfer.register_backbone('my_net', lambda weights: "
+            f"{type(value).__name__}()), fit with backbone='my_net', and register "
+            f"it again before sktransfer.load. Or pickle the estimator (and load "
+            f"only pickles you trust)."
+        )
+    if name == "weights" and _is_state_dict(value):
+        return (
+            f"{head} Save the state dict to a file (safetensors.torch.save_file "
+            f"or torch.save) and pass its path as weights."
+        )
+    if name == "random_state":
+        return f"{head} Use an int (or None) as random_state."
+    if name in _FIT_ONLY:
+        return (
+            f"{head} Only fit uses it: save a copy without it, "
+            f"sktransfer.save(copy.deepcopy(est).set_params({name}=None), path), "
+            f"or pickle the estimator (and load only pickles you trust)."
+        )
+    return f"{head} Use a plain value (str, number, list, dict) for it."
+
+
+def _is_state_dict(value):
+    return isinstance(value, Mapping) and any(
+        isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _torchvision_weights_name(value):
+    try:
+        from torchvision.models import WeightsEnum
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return None
+    if isinstance(value, WeightsEnum):
+        return f"{type(value).__name__}.{value.name}"
+    return None
+
+
+# -- files --------------------------------------------------------------------
+def _class_name(estimator):
+    name = type(estimator).__name__
+    if name in _CLASSES:
+        import importlib
+
+        cls = getattr(importlib.import_module(_CLASSES[name], __package__), name)
+        if type(estimator) is cls:
+            return name
+    raise TypeError(
+        f"sktransfer.save saves PretrainedFeatureExtractor, FineTunedClassifier "
+        f"and FineTunedRegressor instances, got {type(estimator).__name__}. "
+        f"Save the other steps of a pipeline with their own tools."
+    )
+
+
+def _cpu_tensors(tensors, owner):
+    out = {}
+    for key, tensor in tensors.items():
+        if is_lazy(tensor):
+            raise ValueError(
+                f"sktransfer.save: {owner}'s weight {key!r} is an uninitialized "
+                f"lazy parameter (a lazy module that never ran); it cannot be "
+                f"saved."
+            )
+        # Copies: safetensors refuses tensors that share memory.
+        out[key] = tensor.detach().to("cpu", copy=True).contiguous()
+    return out
+
+
+def _write_folder(path, text, tensors):
+    from safetensors.torch import save_file
+
+    if path.exists() and not (path.is_dir() and (
+            not any(path.iterdir()) or (path / CONFIG_FILE).is_file())):
+        raise FileExistsError(
+            f"sktransfer.save: {str(path)!r} exists and is not a folder written "
+            f"by sktransfer.save; choose another path or remove it."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.saving-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_config(folder):
+    from . import __version__
+
+    if not folder.exists():
+        raise FileNotFoundError(f"sktransfer.load: no such folder: {str(folder)!r}.")
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise ValueError(
+            f"sktransfer.load: {str(folder)!r} is not a folder written by "
+            f"sktransfer.save (it has no {CONFIG_FILE})."
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"sktransfer.load: {str(config_path)!r} is not valid JSON ({exc})."
+        ) from exc
+    if not isinstance(config, dict) or config.get("format") != "sktransfer":
+        raise ValueError(
+            f"sktransfer.load: {str(config_path)!r} was not written by "
+            f"sktransfer.save (no \"format\": \"sktransfer\" entry)."
+        )
+    version = config.get("format_version")
+    saved_by = config.get("sktransfer_version", "an unknown version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(
+            f"sktransfer.load: {str(config_path)!r} has no valid format_version "
+            f"(got {version!r})."
+        )
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"sktransfer.load: {str(folder)!r} was saved by sktransfer "
+            f"{saved_by} in save format {version}, but sktransfer {__version__} "
+            f"reads formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}. Upgrade "
+            f"sktransfer to load it: pip install --upgrade sktransfer."
+        )
+    if version < MIN_FORMAT_VERSION:
+        raise ValueError(
+            f"sktransfer.load: {str(folder)!r} was saved by sktransfer {saved_by} "
+            f"in save format {version}, which sktransfer {__version__} no longer "
+            f"reads (formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}). Load it "
+            f"with the older sktransfer and save it again."
+        )
+    if config.get("class") not in _CLASSES:
+        raise ValueError(
+            f"sktransfer.load: {str(config_path)!r} names class "
+            f"{config.get('class')!r}; sktransfer.load builds only "
+            f"{sorted(_CLASSES)}."
+        )
+    return config
+
+
+def _read_params(config, cls, folder):
+    from . import __version__
+
+    try:
+        params = {k: _decode(v) for k, v in dict(config["params"]).items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"sktransfer.load: cannot read the parameters in "
+            f"{str(folder / CONFIG_FILE)!r} ({type(exc).__name__}: {exc})."
+        ) from exc
+    # Parameters missing from an older save keep their defaults.
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise ValueError(
+            f"sktransfer.load: {str(folder)!r} was saved by sktransfer "
+            f"{config.get('sktransfer_version')} with {cls.__name__} parameter(s) "
+            f"{unknown} that sktransfer {__version__} does not know. Upgrade "
+            f"sktransfer to load it: pip install --upgrade sktransfer."
+        )
+    return params
+
+
+def _check_backbone_available(backbone, owner, folder):
+    from .backbones._registry import get_backbone_spec
+
+    try:
+        get_backbone_spec(backbone)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise type(exc)(
+            f"sktransfer.load: the {owner} in {str(folder)!r} uses backbone "
+            f"{backbone!r}, which is not available here ({exc}) If it was added "
+            f"with sktransfer.register_backbone, register it again (same name, "
+            f"same architecture) before loading."
+        ) from exc
+
+
+def _saved_device(device, owner):
+    from ._runtime import resolve_device
+
+    try:
+        return resolve_device(device, owner)
+    except ValueError:
+        warnings.warn(
+            f"{owner} was saved with device={device!r}, which is not available "
+            f"here; it is loaded on the CPU. Pass sktransfer.load(path, "
+            f"device=...) to choose the device.", UserWarning, stacklevel=3)
+        return torch.device("cpu")
+
+
+def _library_versions():
+    import sklearn
+
+    return {"torch": torch.__version__, "scikit-learn": sklearn.__version__}
