@@ -61,7 +61,7 @@ def test_backbones_command_lists_names(capsys):
 
 
 def test_benchmark_script_smoke(tmp_path):
-    script = ROOT / "benchmarks" / "fashion_mnist.py"
+    script = ROOT / "benchmarks" / "transfer_vs_classical.py"
     subprocess.run([sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
                    check=True, capture_output=True, timeout=600)
     report = json.loads((tmp_path / "results.json").read_text())

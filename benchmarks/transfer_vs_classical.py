@@ -1,12 +1,12 @@
-"""The full transfer-vs-classical protocol on Fashion-MNIST.
+"""The full transfer-vs-classical protocol on Fashion-MNIST (and sklearn digits).
 
 Several seeds; 10 / 100 / 1000 labelled images per class and the full
 training set (6000 per class) where time allows; scored on the official
 10,000-image test set. Writes results.json, results.md (with the published
 Fashion-MNIST figures beside ours) and accuracy.png.
 
-    python benchmarks/fashion_mnist.py                 # the committed run
-    python benchmarks/fashion_mnist.py --smoke --output /tmp/x   # seconds, digits
+    python benchmarks/transfer_vs_classical.py                 # the committed run
+    python benchmarks/transfer_vs_classical.py --smoke --output /tmp/x   # seconds, digits
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ def main(argv=None):
     parser.add_argument("--output", default=str(HERE / "results" / "fashion_mnist"))
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--dataset", default="fashion_mnist",
+                        choices=["fashion_mnist", "digits"],
+                        help="digits: sklearn's 8x8 digits (half train, half test; "
+                             "sizes 5, 20, 80 per class)")
     parser.add_argument("--no-full", action="store_true",
                         help="skip the full training set (6000 per class)")
     parser.add_argument("--report-only", action="store_true",
@@ -45,6 +49,10 @@ def main(argv=None):
         config = BenchmarkConfig(dataset="digits", sizes=(5,), seeds=(0,),
                                  image_size=32, finetune_sizes=(5,),
                                  finetune_epochs=1, test_size=100)
+    elif args.dataset == "digits":
+        config = BenchmarkConfig(dataset="digits", sizes=(5, 20, 80), seeds=seeds,
+                                 image_size=args.image_size, test_size=None,
+                                 finetune_sizes=(5, 20), finetune_epochs=8)
     else:
         sizes = (10, 100, 1000) if args.no_full else (10, 100, 1000, 6000)
         config = BenchmarkConfig(dataset="fashion_mnist", sizes=sizes, seeds=seeds,
