@@ -430,3 +430,50 @@ def test_timm_head_name_falls_back_to_get_classifier():
             "('head', 'head_dist') and get_classifier() returned tuple, not one "
             "submodule.")):
         timm_head_name(_TwoHeads(single=False))
+
+
+def test_registered_lite0_extractor_features_classify_real_photos(lite0, photos,
+                                                                  categories):
+    """End to end through the registry: the extractor's default preprocessing
+    and pooled features, fed to the pretrained ImageNet classifier, find the
+    right classes; and the features equal timm's own pre-logits."""
+    from sktransfer import PretrainedFeatureExtractor
+
+    images = [im.permute(1, 2, 0).numpy() for im in photos.values()]
+    extractor = PretrainedFeatureExtractor("efficientnet_lite0").fit(images[:1])
+    assert extractor.preprocessing_.mean == (0.5, 0.5, 0.5)
+    assert extractor.preprocessing_.interpolation == "bicubic"
+    features = extractor.transform(images)
+    assert features.shape == (len(images), 1280)
+    transform = _transform(**LITE0_PREPROCESSING)
+    with torch.no_grad():
+        batch = torch.stack([transform(im) for im in photos.values()])
+        expected = lite0.forward_head(lite0.forward_features(batch), pre_logits=True)
+        logits = lite0.classifier(torch.from_numpy(features))
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-3, atol=1e-3)
+    for row, name in zip(logits.softmax(dim=1), photos):
+        top5 = [categories[i] for i in row.topk(5).indices]
+        assert EXPECTED[name] & set(top5), f"{name}: top 5 {top5}"
+
+
+def test_timm_backbone_through_the_registry(timm, tmp_path):
+    """'timm:<name>' builds offline without weights and loads a local file."""
+    from sktransfer import PretrainedFeatureExtractor
+
+    model = timm.create_model("resnet18", pretrained=False).eval()
+    path = tmp_path / "resnet18.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(model.state_dict(), str(path))
+    images = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3), dtype=np.uint8)
+    extractor = PretrainedFeatureExtractor("timm:resnet18", weights=str(path)).fit(images)
+    assert extractor.preprocessing_.resize_size == 235  # timm's crop_pct 0.95
+    features = extractor.transform(images)
+    prep = extractor.preprocessing_
+    batch = torch.stack([prep.apply(torch.from_numpy(im).permute(2, 0, 1))
+                         for im in images])
+    with torch.no_grad():
+        expected = model.forward_head(model.forward_features(batch), pre_logits=True)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(WeightsUnavailableError, match="timm/resnet18"):
+        PretrainedFeatureExtractor("timm:resnet18").fit(images)
