@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "PretrainedFeatureExtractor": "._extractor",
+    "FeatureCache": "._cache",
     "FineTunedClassifier": "._finetune",
     "FineTunedRegressor": "._finetune",
     "Preprocessing": "._preprocessing",

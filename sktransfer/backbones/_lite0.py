@@ -16,6 +16,7 @@ checks both choices on real photos.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import re
@@ -190,9 +191,22 @@ def lite0_state_dict():
     -------
     state_dict : OrderedDict of str to torch.Tensor
     """
+    path = lite0_weights_file()
+    stat = path.stat()
+    return OrderedDict(_load_lite0_state_dict(str(path), stat.st_size,
+                                              stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_lite0_state_dict(path, size, mtime_ns):
+    """Read, check and remap the weights file once per process (per version of
+    the file): a grid search fits the backbone once per candidate and fold.
+
+    ``load_state_dict`` copies the values, so the models never share them.
+    """
     import torch
 
-    path = lite0_weights_file()
+    path = Path(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != LITE0_SHA256:
         raise OSError(
