@@ -24,9 +24,16 @@ def preprocessing_from_dict(values):
     return Preprocessing(**values)
 
 
-def input_attributes(estimator):
-    """What fit learned about ``X`` (JSON values), for saving an estimator."""
-    out = {}
+def resolved_attributes(estimator):
+    """What fit resolved (backbone, weights, preprocessing, device) and learned
+    about ``X``, as JSON values, for saving an estimator."""
+    pre = estimator.preprocessing_
+    out = {
+        "preprocessing_": None if pre is None else pre.to_dict(),
+        "weights_id_": estimator.weights_id_,
+        "backbone_name_": estimator.backbone_name_,
+        "device_": str(estimator.device_),
+    }
     if hasattr(estimator, "n_features_in_"):
         out["n_features_in_"] = int(estimator.n_features_in_)
     if hasattr(estimator, "feature_names_in_"):
@@ -37,7 +44,7 @@ def input_attributes(estimator):
 
 
 def restore_input_attributes(estimator, fitted):
-    """Set the attributes :func:`input_attributes` saved."""
+    """Set the ``X`` attributes :func:`resolved_attributes` saved."""
     for attr in ("n_features_in_", "feature_names_in_", "_input_sample_shape"):
         estimator.__dict__.pop(attr, None)
     if "n_features_in_" in fitted:

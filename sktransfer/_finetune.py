@@ -42,8 +42,8 @@ from ._checkpoint import (
 )
 from ._data import (
     InputSpec,
-    input_attributes,
     preprocessing_from_dict,
+    resolved_attributes,
     restore_input_attributes,
 )
 from ._dataset import ImageDataset, TensorDataset, subset
@@ -451,15 +451,10 @@ class _FineTunedBase(BaseEstimator):
         tensors = {f"module.{k}": v for k, v in self.net_.module_.state_dict().items()}
         tensors.update({f"criterion.{k}": v
                         for k, v in self.net_.criterion_.state_dict().items()})
-        pre = self.preprocessing_
         fitted = {
-            "preprocessing_": None if pre is None else pre.to_dict(),
-            "weights_id_": self.weights_id_,
-            "backbone_name_": self.backbone_name_,
-            "device_": str(self.device_),
             "history_": to_plain(self.history_),
             "fit_time_": float(self.fit_time_),
-            **input_attributes(self),
+            **resolved_attributes(self),
             **self._export_target(),
         }
         return tensors, fitted

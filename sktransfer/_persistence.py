@@ -176,18 +176,10 @@ def load(path, *, device=None):
 
 # -- the extractor ------------------------------------------------------------
 def _export_extractor(est):
-    from ._data import input_attributes
+    from ._data import resolved_attributes
 
     tensors = {f"backbone.{k}": v for k, v in est.backbone_.body.state_dict().items()}
-    pre = est.preprocessing_
-    fitted = {
-        "preprocessing_": None if pre is None else pre.to_dict(),
-        "weights_id_": est.weights_id_,
-        "backbone_name_": est.backbone_name_,
-        "device_": str(est.device_),
-        "n_features_out_": int(est.n_features_out_),
-        **input_attributes(est),
-    }
+    fitted = {"n_features_out_": int(est.n_features_out_), **resolved_attributes(est)}
     return tensors, fitted
 
 

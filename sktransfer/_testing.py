@@ -93,3 +93,19 @@ def save_torchvision_checkpoint(name, weights="DEFAULT", random_state=0):
             name, weights=None, num_classes=len(member.meta["categories"]))
     torch.save(model.state_dict(), path)
     return path
+
+
+def save_images(folder, images, fmt="png"):
+    """Write uint8 arrays as image files ``00000.<fmt>``, ...; return the paths."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(images):
+        path = folder / f"{i:05d}.{fmt}"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    return paths

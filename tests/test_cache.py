@@ -18,7 +18,7 @@ import sktransfer
 from sktransfer import FeatureCache, PretrainedFeatureExtractor
 from sktransfer._cache import resolve_cache
 from sktransfer._inputs import as_image_sequence
-from sktransfer._testing import TinyConvNet, TinyMLP, make_shapes_dataset
+from sktransfer._testing import TinyConvNet, TinyMLP, make_shapes_dataset, save_images
 
 SMALL = {"resize_size": 16, "crop_size": 16}
 
@@ -47,15 +47,6 @@ def images():
 @pytest.fixture
 def cache():
     return FeatureCache()
-
-
-def write_pngs(folder, images):
-    paths = []
-    for i, image in enumerate(images):
-        path = folder / f"img{i}.png"
-        Image.fromarray(image).save(path)
-        paths.append(str(path))
-    return paths
 
 
 def fill(cache, images, **params):
@@ -125,7 +116,7 @@ def test_changed_pixels_are_a_miss_and_the_rest_hit(cache, images):
 
 
 def test_changed_file_bytes_are_a_miss(cache, images, tmp_path):
-    paths = write_pngs(tmp_path, images)
+    paths = save_images(tmp_path, images)
     extractor = make_extractor(cache).fit(paths)
     extractor.transform(paths)
     Image.fromarray(images[3][::-1].copy()).save(paths[3])
@@ -172,7 +163,7 @@ def test_same_pixels_in_another_container_hit(form, cache, images):
 
 
 def test_same_file_under_another_name_hits(cache, images, tmp_path):
-    paths = write_pngs(tmp_path, images)
+    paths = save_images(tmp_path, images)
     copies = tmp_path / "copies"
     copies.mkdir()
     moved = [shutil.copy(p, copies / f"other{i}.png") for i, p in enumerate(paths)]
@@ -369,7 +360,7 @@ def test_leftover_temporary_files_are_ignored(images, tmp_path):
 
 # -- unreadable images -------------------------------------------------------
 def test_nan_rows_of_unreadable_images_are_not_cached(cache, images, tmp_path):
-    paths = write_pngs(tmp_path, images)
+    paths = save_images(tmp_path, images)
     with open(paths[1], "wb") as f:
         f.write(b"not a png")
     extractor = make_extractor(cache, on_error="warn").fit(paths)

@@ -12,7 +12,7 @@ from sklearn.base import clone
 
 from sktransfer import PretrainedFeatureExtractor
 from sktransfer._inputs import as_image_sequence, convert_channels
-from sktransfer._testing import TinyConvNet
+from sktransfer._testing import TinyConvNet, save_images
 
 SMALL = {"resize_size": 16, "crop_size": 16}
 
@@ -31,13 +31,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def paths(images, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("png")
-    paths = []
-    for i, image in enumerate(images):
-        path = folder / f"img{i}.png"
-        Image.fromarray(image).save(path)
-        paths.append(str(path))
-    return paths
+    return save_images(tmp_path_factory.mktemp("png"), images)
 
 
 @pytest.fixture(scope="module")

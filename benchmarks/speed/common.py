@@ -91,19 +91,6 @@ def labelled_images(n):
         return images, d.target[:n], "digits"
 
 
-def save_images(folder, images, fmt="png"):
-    from PIL import Image
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        path = folder / f"{i:05d}.{fmt}"
-        Image.fromarray(image).save(path)
-        paths.append(str(path))
-    return paths
-
-
 def interleaved(contenders, reps):
     """Seconds of each contender, run in turn ``reps`` times.
 

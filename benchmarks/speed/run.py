@@ -42,12 +42,13 @@ from common import (  # noqa: E402
     environment,
     interleaved,
     labelled_images,
-    save_images,
     summary,
     write_photos,
     write_report,
 )
 from report import markdown  # noqa: E402
+
+from sktransfer._testing import save_images  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("throughput", "cache_grid", "linear_probe", "finetune_epoch", "memory")
