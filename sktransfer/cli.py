@@ -36,17 +36,18 @@ def _parser():
                       help="images are resized to this many pixels for the "
                            "backbone (0: the weights' own preprocessing, 224 for "
                            "Lite0); default 112")
-    demo.add_argument("--sizes", type=_ints, default=(10, 50),
-                      help="labels per class, comma-separated (default 10,50)")
-    demo.add_argument("--seeds", type=_ints, default=(0, 1),
-                      help="seeds, one labelled subset each (default 0,1)")
-    demo.add_argument("--test-size", type=int, default=1000,
+    demo.add_argument("--sizes", type=_ints, default=(10, 50, 200),
+                      help="labels per class, comma-separated (default 10,50,200)")
+    demo.add_argument("--seeds", type=_ints, default=(0, 1, 2),
+                      help="seeds, one labelled subset each (default 0,1,2)")
+    demo.add_argument("--test-size", type=int, default=2000,
                       help="test images (stratified from the official test set; "
                            "0: all)")
-    demo.add_argument("--finetune-sizes", type=_ints, default=(10,),
+    demo.add_argument("--finetune-sizes", type=_ints, default=(10, 50),
                       help="labels-per-class sizes at which to fine-tune "
-                           "(default 10; fine-tuning is the slow part)")
-    demo.add_argument("--finetune-epochs", type=int, default=6)
+                           "(default 10,50; fine-tuning is the slow part)")
+    demo.add_argument("--finetune-epochs", type=int, default=6,
+                      help="fine-tuning epochs (default 6)")
     demo.add_argument("--methods", default=None,
                       help="comma-separated subset of pixels_logreg, "
                            "hog_linear_svm, pixels_rbf_svc, linear_probe, fine_tune")
