@@ -171,11 +171,12 @@ def last_linear_name(model):
 
 
 def without_head(model, head):
-    """A copy of ``model`` whose head module is replaced by ``nn.Identity``.
+    """``model`` with its head module replaced by ``nn.Identity``, in place.
 
-    Its output is the pooled pre-classifier representation.
+    Its output is the pooled pre-classifier representation. ``model`` is the
+    private copy :func:`load_backbone` returned (never a user's module), so it
+    is modified rather than copied again.
     """
-    model = copy.deepcopy(model)
     if head is None:
         return model
     parent_name, _, child = head.rpartition(".")

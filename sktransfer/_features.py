@@ -65,7 +65,8 @@ class FeatureModel(nn.Module):
 
     ``layers`` None means the pooled pre-classifier representation (the head
     replaced by ``nn.Identity``). Otherwise forward hooks capture the named
-    modules; the forward stops as soon as all of them have run.
+    modules; the forward stops as soon as all of them have run. Takes
+    ownership of ``model`` (the private copy from ``load_backbone``).
     """
 
     def __init__(self, model, head, layers, pooling):
