@@ -20,6 +20,7 @@ _PUBLIC = {
     "register_backbone": ".backbones",
     "save": "._persistence",
     "load": "._persistence",
+    "skops_trusted_types": "._persistence",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -179,6 +179,17 @@ class FeatureCache:
         return (_rebuild, (self._token, self.location, self.max_bytes,
                            self.max_entries))
 
+    # skops (which does not use __reduce__) stores the settings: a cache read
+    # from a skops file starts empty in memory, or finds its folder again.
+    def __getstate__(self):
+        location = None if self.location is None else str(self.location)
+        return {"location": location, "max_bytes": self.max_bytes,
+                "max_entries": self.max_entries}
+
+    def __setstate__(self, state):
+        self.__init__(state["location"], max_bytes=state["max_bytes"],
+                      max_entries=state["max_entries"])
+
     # -- memory ------------------------------------------------------------
     def _memory_get(self, model_key, image_keys):
         found = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -17,6 +16,7 @@ from ._backbone import _seed, load_backbone, seeded_torch
 from ._cache import digest, resolve_cache, row_keys
 from ._data import InputSpec
 from ._inputs import ImageSequence
+from ._persistence import PlainPickleMixin
 from ._features import POOLINGS, FeatureModel, check_layers
 from ._runtime import (
     PRECISIONS,
@@ -45,7 +45,7 @@ def _installed_version(distribution):
         return None
 
 
-class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
+class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimator):
     """Extract feature vectors from images with a pretrained backbone.
 
     The backbone, its weights, preprocessing and device are resolved in
@@ -150,6 +150,8 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
     (4, 8)
     """
 
+    _fitted_attribute = "backbone_"
+
     def __init__(self, backbone="resnet18", *, weights="DEFAULT", layer=None,
                  pooling="avg", preprocessing=None, image_shape=None,
                  batch_size=16, device="auto", precision="float32", n_jobs=None,
@@ -230,13 +232,15 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
             self._set_cache_key(lazy=True)
         return self
 
-    def _set_cache_key(self, lazy=False):
+    def _set_cache_key(self, lazy=False, weights=None):
         """The model part of the cache key: what, besides the image, determines
-        a feature vector."""
+        a feature vector. ``weights`` is the weights' part of a key computed
+        before (by the estimator this one was saved from)."""
         import sktransfer
         import torchvision
 
-        weights = self.weights_id_
+        if weights is None:
+            weights = self.weights_id_
         if lazy or not weights.startswith(_SELF_DESCRIBING_WEIGHTS):
             # Weights a custom create() function chose (its code may change
             # under the same name), or lazily initialised: their values.
@@ -398,26 +402,3 @@ class PretrainedFeatureExtractor(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
         return tags
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        if "backbone_" in state and state["device_"].type != "cpu":
-            state["backbone_"] = copy.deepcopy(self.backbone_).to("cpu")
-            state["_saved_device"] = str(self.device_)
-            state["device_"] = torch.device("cpu")
-        return state
-
-    def __setstate__(self, state):
-        saved = state.pop("_saved_device", None)
-        self.__dict__.update(state)
-        if saved is not None:
-            try:
-                device = resolve_device(saved, _OWNER)
-            except ValueError:
-                warnings.warn(
-                    f"{_OWNER} was fitted on {saved}, which is not available here; "
-                    f"it runs on the CPU.", UserWarning, stacklevel=2,
-                )
-                return
-            self.backbone_ = self.backbone_.to(device)
-            self.device_ = device

@@ -8,7 +8,6 @@ weights, preprocessing and input handling are the ones of
 
 from __future__ import annotations
 
-import io
 import json
 import numbers
 import os
@@ -48,6 +47,7 @@ from ._data import (
 )
 from ._dataset import ImageDataset, TensorDataset, subset
 from ._features import FeatureModel
+from ._persistence import PlainPickleMixin
 from ._runtime import (
     iter_array_batches,
     iter_image_batches,
@@ -143,8 +143,9 @@ _PARAMS_DOC = """
 """
 
 
-class _FineTunedBase(BaseEstimator):
+class _FineTunedBase(PlainPickleMixin, BaseEstimator):
     _owner = "FineTuned"
+    _fitted_attribute = "net_"
 
     def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
                  freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
@@ -504,33 +505,6 @@ class _FineTunedBase(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
         return tags
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # may be self.__dict__ itself
-        if "net_" in state and state["device_"].type == "cuda":
-            # skorch maps only module_, criterion_ and optimizer_ to the CPU
-            # when unpickled without CUDA; the module instance it was given
-            # and its callbacks' tensors (best weights, the scheduler's
-            # optimizer) would fail to load. torch.save records the device of
-            # every tensor, and torch.load maps them all.
-            buffer = io.BytesIO()
-            torch.save(state.pop("net_"), buffer)
-            state["_net_bytes"] = buffer.getvalue()
-        return state
-
-    def __setstate__(self, state):
-        net_bytes = state.pop("_net_bytes", None)
-        super().__setstate__(state)
-        if net_bytes is not None:
-            # These bytes are part of this pickle, trusted as much as it is.
-            map_location = None if torch.cuda.is_available() else "cpu"
-            self.net_ = torch.load(io.BytesIO(net_bytes), map_location=map_location,
-                                   weights_only=False)
-        net = self.__dict__.get("net_")
-        if net is not None:
-            # skorch moves a net saved on an unavailable CUDA device to the
-            # CPU; predict where the net is.
-            self.device_ = torch.device(net.device)
 
 
 class FineTunedClassifier(ClassifierMixin, _FineTunedBase):

@@ -151,7 +151,8 @@ def load(path, *, device=None):
     name = config["class"]
     cls = getattr(importlib.import_module(_CLASSES[name], __package__), name)
     params = _read_params(config, cls, folder)
-    _check_backbone_available(params["backbone"], name, folder)
+    _check_backbone_available(params["backbone"],
+                              f"sktransfer.load: the {name} in {str(folder)!r}")
     weights_path = folder / WEIGHTS_FILE
     try:
         tensors = load_file(str(weights_path), device="cpu")
@@ -174,12 +175,140 @@ def load(path, *, device=None):
     return estimator._restore(tensors, config["fitted"], resolved)
 
 
+# -- pickle and skops: the fitted state as plain values --------------------------
+FITTED_STATE = "_sktransfer_fitted"
+# What a pickle keeps of an estimator's __dict__ besides its fitted state.
+_KEPT = ("_sklearn_version", "_metadata_request")
+
+
+class PlainPickleMixin:
+    """Pickle (and skops) support for sktransfer estimators.
+
+    A fitted estimator pickles as its parameters plus :func:`plain_state`:
+    the weights as safetensors bytes and the fitted attributes as plain
+    values, like :func:`save`, so the pickle holds no torch or skorch objects
+    (unless a parameter does), loads on a CPU-only machine, and skops can
+    read it. ``_fitted_attribute`` is the attribute ``fit`` sets.
+    """
+
+    _fitted_attribute = None
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if self._fitted_attribute not in self.__dict__:
+            return state
+        return plain_state(self, state)
+
+    def __setstate__(self, state):
+        state = dict(state)
+        fitted = state.pop(FITTED_STATE, None)
+        super().__setstate__(state)
+        if fitted is not None:
+            restore_plain_state(self, fitted)
+
+
+def plain_state(estimator, state):
+    """The pickle (and skops) state of a fitted ``estimator``.
+
+    ``state`` is ``BaseEstimator.__getstate__``'s. Its parameters are kept as
+    they are; the fitted attributes are replaced by what :func:`save` writes:
+    plain values and the weights as safetensors bytes, on the CPU. Unpickling
+    rebuilds the estimator like :func:`load` (:func:`restore_plain_state`), so
+    a pickle holds no torch or skorch objects unless a parameter does, and a
+    GPU fit loads on a CPU-only machine.
+    """
+    from safetensors.torch import save as safetensors_bytes
+
+    from . import __version__
+
+    name = type(estimator).__name__
+    if name == "PretrainedFeatureExtractor":
+        tensors, fitted = _export_extractor(estimator)
+    else:
+        tensors, fitted = estimator._export()
+    kept = {k: v for k, v in state.items()
+            if k in _KEPT or k in estimator._get_param_names()}
+    kept[FITTED_STATE] = {
+        "format_version": FORMAT_VERSION,
+        "sktransfer_version": __version__,
+        "fitted": fitted,
+        "weights": safetensors_bytes(_cpu_tensors(tensors, name)),
+    }
+    return kept
+
+
+def restore_plain_state(estimator, saved):
+    """Rebuild the fitted attributes :func:`plain_state` stored (after the
+    parameters are back in ``estimator.__dict__``). The device is the
+    ``device`` parameter's, or the CPU (with a warning) when it is not
+    available here."""
+    from safetensors.torch import load as load_safetensors
+
+    from . import __version__
+
+    name = type(estimator).__name__
+    version = saved.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"Cannot unpickle this {name}: it was pickled by sktransfer "
+            f"{saved.get('sktransfer_version', 'of an unknown version')} in state "
+            f"format {version!r}, but sktransfer {__version__} reads formats "
+            f"{MIN_FORMAT_VERSION} to {FORMAT_VERSION}. Upgrade sktransfer: pip "
+            f"install --upgrade sktransfer."
+        )
+    _check_backbone_available(estimator.backbone, f"Cannot unpickle this {name}: it")
+    tensors = load_safetensors(saved["weights"])
+    device = _saved_device(estimator.device, name,
+                           "To choose the device, save it with sktransfer.save "
+                           "and load it with sktransfer.load(path, device=...).")
+    if name == "PretrainedFeatureExtractor":
+        _restore_extractor(estimator, tensors, saved["fitted"], device)
+    else:
+        estimator._restore(tensors, saved["fitted"], device)
+
+
+def skops_trusted_types():
+    """The sktransfer types a skops file of sktransfer estimators may hold.
+
+    Pass them to ``skops.io.load(path, trusted=...)``. They are the three
+    estimators and :class:`~sktransfer.FeatureCache` (a ``cache`` parameter). A
+    fitted estimator's skops state is its parameters plus plain values and
+    the weights as safetensors bytes, so loading it runs no sktransfer code
+    beyond rebuilding the backbone by its registry name.
+    ``skops.io.get_untrusted_types(file=path)`` lists what a file needs; any
+    type it names that is not in this list (a callback in ``net_params``, a
+    function as ``train_transform``) is yours to review.
+
+    Returns
+    -------
+    types : list of str
+        Fully qualified type names, as skops spells them.
+
+    Examples
+    --------
+    >>> import sktransfer
+    >>> sktransfer.skops_trusted_types()[0]
+    'sktransfer._extractor.PretrainedFeatureExtractor'
+    """
+    from ._cache import FeatureCache
+    from ._extractor import PretrainedFeatureExtractor
+    from ._finetune import FineTunedClassifier, FineTunedRegressor
+
+    return [f"{cls.__module__}.{cls.__qualname__}"
+            for cls in (PretrainedFeatureExtractor, FineTunedClassifier,
+                        FineTunedRegressor, FeatureCache)]
+
+
 # -- the extractor ------------------------------------------------------------
 def _export_extractor(est):
     from ._data import resolved_attributes
 
     tensors = {f"backbone.{k}": v for k, v in est.backbone_.body.state_dict().items()}
     fitted = {"n_features_out_": int(est.n_features_out_), **resolved_attributes(est)}
+    if getattr(est, "_cache_key", None) is not None:
+        # The weights' part of the feature cache key; the loaded extractor,
+        # whose weights come from a state dict, finds the same cached vectors.
+        fitted["cache_weights"] = est._cache_info["weights"]
     return tensors, fitted
 
 
@@ -212,6 +341,8 @@ def _restore_extractor(est, tensors, fitted, device):
             f"name is not the one it was saved with."
         )
     est.weights_id_ = fitted["weights_id_"]
+    if est._cache is not None:
+        est._set_cache_key(weights=fitted.get("cache_weights"))
     restore_input_attributes(est, fitted)
     return est
 
@@ -459,21 +590,23 @@ def _read_params(config, cls, folder):
     return params
 
 
-def _check_backbone_available(backbone, owner, folder):
+def _check_backbone_available(backbone, what):
     from .backbones._registry import get_backbone_spec
 
+    if isinstance(backbone, nn.Module):
+        return
     try:
         get_backbone_spec(backbone)
     except (ValueError, TypeError, ImportError) as exc:
         raise type(exc)(
-            f"sktransfer.load: the {owner} in {str(folder)!r} uses backbone "
-            f"{backbone!r}, which is not available here ({exc}) If it was added "
-            f"with sktransfer.register_backbone, register it again (same name, "
-            f"same architecture) before loading."
+            f"{what} uses backbone {backbone!r}, which is not available here "
+            f"({exc}) If it was added with sktransfer.register_backbone, register "
+            f"it again (same name, same architecture) before loading."
         ) from exc
 
 
-def _saved_device(device, owner):
+def _saved_device(device, owner, advice="Pass sktransfer.load(path, device=...) "
+                                         "to choose the device."):
     from ._runtime import resolve_device
 
     try:
@@ -481,8 +614,7 @@ def _saved_device(device, owner):
     except ValueError:
         warnings.warn(
             f"{owner} was saved with device={device!r}, which is not available "
-            f"here; it is loaded on the CPU. Pass sktransfer.load(path, "
-            f"device=...) to choose the device.", UserWarning, stacklevel=3)
+            f"here; it is loaded on the CPU. {advice}", UserWarning, stacklevel=3)
         return torch.device("cpu")
 
 

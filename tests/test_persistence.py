@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -16,10 +17,14 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 from skorch.callbacks import Callback
 
 import sktransfer
 from sktransfer import (
+    FeatureCache,
     FineTunedClassifier,
     FineTunedRegressor,
     PretrainedFeatureExtractor,
@@ -394,3 +399,150 @@ def test_a_loaded_estimator_can_be_copied_and_refitted(fitted, tmp_path):
     again = copy.deepcopy(loaded).fit(TABLE, TABLE[:, :2] * [1.0, 30.0])
     np.testing.assert_allclose(again.predict(TABLE), loaded.predict(TABLE),
                                rtol=1e-5, atol=1e-5)
+
+
+# -- pickle and skops: the same plain state ------------------------------------
+def _plain(value):
+    """True when ``value`` holds only str-keyed dicts, lists, tuples, str,
+    numbers, bools, None and bytes: no tensors, modules or skorch objects."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, bool, int, float, bytes))
+
+
+def _same_fitted_estimator(loaded, est, X, method):
+    assert type(loaded) is type(est)
+    params = est.get_params()
+    if isinstance(params["backbone"], torch.nn.Module):  # compared by weights
+        torch.testing.assert_close(loaded.backbone.state_dict(),
+                                   params.pop("backbone").state_dict())
+        assert loaded.backbone is not est.backbone
+    assert {k: v for k, v in loaded.get_params().items() if k in params} == params
+    assert sorted(vars(loaded)) == sorted(vars(est))
+    np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(est, method)(X))
+    before, after = _attributes(est), _attributes(loaded)
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(after[key], value)
+        else:
+            assert after[key] == value, key
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_pickles_hold_plain_values_and_round_trip(name, fitted):
+    est, (_, X, _, method) = fitted[name], CASES[name]
+    state = est.__getstate__()
+    assert _plain(state)
+    assert set(state) == set(est.get_params(deep=False)) | {"_sktransfer_fitted"}
+    loaded = pickle.loads(pickle.dumps(est))
+    _same_fitted_estimator(loaded, est, X, method)
+    assert loaded.device_ == torch.device("cpu")
+    # An unfitted estimator pickles as its parameters.
+    fresh = pickle.loads(pickle.dumps(clone(est)))
+    assert fresh.get_params() == est.get_params() and not hasattr(fresh, "n_features_out_") \
+        and not hasattr(fresh, "net_")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_skops_round_trip_with_the_documented_trusted_types(name, fitted):
+    sio = pytest.importorskip("skops.io")
+    est, (_, X, _, method) = fitted[name], CASES[name]
+    data = sio.dumps(est)
+    untrusted = sio.get_untrusted_types(data=data)
+    assert untrusted == [f"{type(est).__module__}.{type(est).__name__}"]
+    assert set(untrusted) <= set(sktransfer.skops_trusted_types())
+    with pytest.raises(sio.exceptions.UntrustedTypesFoundException):
+        sio.loads(data)
+    loaded = sio.loads(data, trusted=sktransfer.skops_trusted_types())
+    _same_fitted_estimator(loaded, est, X, method)
+
+
+def test_skops_pipeline_with_a_cache(tmp_path):
+    sio = pytest.importorskip("skops.io")
+    cache = FeatureCache(tmp_path / "cache", max_entries=100)
+    pipe = make_pipeline(
+        PretrainedFeatureExtractor(CNN, weights=None, device="cpu", cache=cache,
+                                   preprocessing={"resize_size": 12,
+                                                  "crop_size": (10, 8)}),
+        LogisticRegression(max_iter=200)).fit(IMAGES, LABELS)
+    sio.dump(pipe, tmp_path / "pipe.skops")
+    untrusted = sio.get_untrusted_types(file=tmp_path / "pipe.skops")
+    assert set(untrusted) <= set(sktransfer.skops_trusted_types())
+    loaded = sio.load(tmp_path / "pipe.skops", trusted=sktransfer.skops_trusted_types())
+    np.testing.assert_array_equal(loaded.predict_proba(IMAGES), pipe.predict_proba(IMAGES))
+    extractor = loaded[0]
+    assert extractor.preprocessing == {"resize_size": 12, "crop_size": (10, 8)}
+    # The loaded cache is a new object on the same folder, with the same bounds.
+    assert isinstance(extractor.cache, FeatureCache) and extractor.cache is not cache
+    assert extractor.cache.location == cache.location
+    assert extractor.cache.max_entries == 100
+    assert len(extractor.cache) == len(cache) == len(IMAGES)
+
+
+def test_unpickling_a_newer_state_format_asks_to_upgrade(fitted):
+    est = fitted["classifier-int-labels"]
+    state = est.__getstate__()
+    state["_sktransfer_fitted"]["format_version"] = FORMAT_VERSION + 1
+    state["_sktransfer_fitted"]["sktransfer_version"] = "9.0"
+    blank = FineTunedClassifier.__new__(FineTunedClassifier)
+    with pytest.raises(ValueError, match=re.escape(
+            f"Cannot unpickle this FineTunedClassifier: it was pickled by "
+            f"sktransfer 9.0 in state format {FORMAT_VERSION + 1}, but sktransfer "
+            f"{sktransfer.__version__} reads formats 1 to {FORMAT_VERSION}. "
+            f"Upgrade sktransfer")):
+        blank.__setstate__(state)
+
+
+def test_unpickling_needs_the_registered_backbone():
+    name = "sktransfer_test_pickled_cnn"
+    register_backbone(name, _seeded(TinyConvNet), preprocessing=PRE)
+    try:
+        est = PretrainedFeatureExtractor(name, weights=None, device="cpu").fit(IMAGES)
+        data = pickle.dumps(est)
+    finally:
+        unregister_backbone(name)
+    with pytest.raises(ValueError, match=re.escape(
+            f"Cannot unpickle this PretrainedFeatureExtractor: it uses backbone "
+            f"'{name}', which is not available here")) as info:
+        pickle.loads(data)
+    assert "register it again" in str(info.value)
+    register_backbone(name, _seeded(TinyConvNet), preprocessing=PRE)
+    try:
+        np.testing.assert_array_equal(pickle.loads(data).transform(IMAGES),
+                                      est.transform(IMAGES))
+    finally:
+        unregister_backbone(name)
+
+
+def test_pickles_of_module_backbones_keep_the_module():
+    est = FineTunedClassifier(_seeded(TinyConvNet)(None), weights=None, **FT,
+                              preprocessing=PRE).fit(IMAGES, LABELS)
+    state = est.__getstate__()
+    assert isinstance(state["backbone"], TinyConvNet)  # a parameter, as given
+    assert _plain({k: v for k, v in state.items() if k != "backbone"})
+    loaded = pickle.loads(pickle.dumps(est))
+    _same_fitted_estimator(loaded, est, IMAGES, "predict_proba")
+
+
+@pytest.mark.parametrize(("backbone", "X", "extra"), [
+    (CNN, IMAGES, {}),
+    (MLP, TABLE, {"preprocessing": "passthrough"}),  # lazy modules: keyed by values
+])
+@pytest.mark.parametrize("how", ["save", "pickle"])
+def test_saved_and_pickled_extractors_find_their_cached_features(backbone, X, extra,
+                                                                 how, tmp_path):
+    est = PretrainedFeatureExtractor(backbone, weights=None, device="cpu",
+                                     cache=str(tmp_path / "cache"), **extra).fit(X)
+    expected = est.transform(X)
+    if how == "save":
+        sktransfer.save(est, tmp_path / "m")
+        loaded = sktransfer.load(tmp_path / "m")
+    else:
+        loaded = pickle.loads(pickle.dumps(est))
+    assert loaded._cache_key == est._cache_key
+    cache = loaded._cache
+    hits, misses = cache.hits, cache.misses
+    np.testing.assert_array_equal(loaded.transform(X), expected)
+    assert (cache.hits - hits, cache.misses - misses) == (len(X), 0)
