@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 PACKAGES = ("sktransfer", "torch", "torchvision", "timm", "scikit-learn", "skorch",
-            "numpy", "pillow", "embetter", "img2vec_pytorch")
+            "numpy", "pillow", "imagecodecs", "embetter", "img2vec_pytorch")
 
 
 def environment():
