@@ -82,7 +82,7 @@ class Config:
 
 
 SMOKE = Config(
-    models=(("resnet18", None),), formats=("jpg",), n_images=8, photo_size=(64, 48),
+    models=(("resnet18", None),), formats=("jpg", "png"), n_images=8, photo_size=(64, 48),
     preprocessing={"resize_size": 32, "crop_size": 32}, reps=1,
     grid_images=24, grid_preprocessing={"resize_size": 32, "crop_size": 32},
     grid_C=(0.1, 10.0), folds=2, grid_cached_runs=1,
@@ -97,7 +97,7 @@ def throughput(cfg, tmp):
     import torch
     from sklearn.base import clone
 
-    from sktransfer import PretrainedFeatureExtractor
+    from sktransfer import PretrainedFeatureExtractor, _inputs
     from sktransfer._inputs import as_image_sequence
 
     rows = []
@@ -130,6 +130,9 @@ def throughput(cfg, tmp):
                 "hand-written loop": hand_written_extraction(
                     model, pre, paths, ext._channels_last),
             }
+            if fmt == "png" and _inputs._imagecodecs() is not None:
+                contenders["sktransfer transform, Pillow decoding"] = (
+                    lambda ext=ext, p=paths: _without_imagecodecs(ext.transform, p))
             if cfg.peers and model_name == "resnet18" and fmt == "jpg":
                 contenders.update(peer_contenders(paths, tmp))
             for run in contenders.values():  # warm-up
@@ -145,6 +148,19 @@ def throughput(cfg, tmp):
                 })
     return {"photo_size": list(cfg.photo_size), "batch_size": 16,
             "reps": cfg.reps, "rows": rows}
+
+
+def _without_imagecodecs(function, *args):
+    """Run ``function`` with sktransfer decoding PNG files by Pillow, as it
+    does when the optional imagecodecs is not installed."""
+    from sktransfer import _inputs
+
+    found = _inputs._imagecodecs
+    _inputs._imagecodecs = lambda: None
+    try:
+        return function(*args)
+    finally:
+        _inputs._imagecodecs = found
 
 
 def hand_written_extraction(model, pre, paths, channels_last):
