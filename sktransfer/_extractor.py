@@ -14,7 +14,7 @@ from torch.nn.parameter import is_lazy
 
 from ._backbone import _seed, load_backbone, seeded_torch
 from ._cache import digest, resolve_cache, row_keys
-from ._data import InputSpec
+from ._data import InputSpec, resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
 from ._persistence import PlainPickleMixin
 from ._features import POOLINGS, FeatureModel, check_layers
@@ -396,9 +396,67 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)],
                           dtype=object)
 
+    # -- saving without pickle: sktransfer.save / sktransfer.load ---------
+    def _export(self):
+        """Tensors and JSON-able fitted attributes, for :func:`sktransfer.save`."""
+        tensors = {f"backbone.{k}": v
+                   for k, v in self.backbone_.body.state_dict().items()}
+        fitted = {"n_features_out_": int(self.n_features_out_),
+                  **resolved_attributes(self)}
+        if getattr(self, "_cache_key", None) is not None:
+            # The weights' part of the feature cache key; the loaded extractor,
+            # whose weights come from a state dict, finds the same cached vectors.
+            fitted["cache_weights"] = self._cache_info["weights"]
+        return tensors, fitted
+
+    def _restore(self, tensors, fitted, device):
+        """Rebuild the fitted extractor :meth:`_export` described: fit on one
+        blank input with the saved weights and preprocessing, then take back
+        its own parameters."""
+        params = self.get_params(deep=False)
+        body = {k[len("backbone."):]: v for k, v in tensors.items()
+                if k.startswith("backbone.")}
+        # The saved body lacks the classification head when layer=None (the
+        # features never use it): complete the state dict with a random head.
+        loaded = load_backbone(params["backbone"], None, preprocessing=None,
+                               random_state=params["random_state"], owner=_OWNER)
+        weights = {**loaded.model.state_dict(), **body}
+        pre = fitted["preprocessing_"]
+        preprocessing = "passthrough" if pre is None else {
+            k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+        self.set_params(weights=weights, preprocessing=preprocessing, device=device)
+        self.fit(_blank_input(fitted, params["image_shape"]))
+        self.set_params(**{k: params[k]
+                           for k in ("weights", "preprocessing", "device")})
+        if self.n_features_out_ != fitted["n_features_out_"]:
+            raise ValueError(
+                f"sktransfer.load: the rebuilt {params['backbone']!r} gives "
+                f"{self.n_features_out_} features, the saved extractor "
+                f"{fitted['n_features_out_']}; the backbone registered under this "
+                f"name is not the one it was saved with."
+            )
+        self.weights_id_ = fitted["weights_id_"]
+        if self._cache is not None:
+            self._set_cache_key(weights=fitted.get("cache_weights"))
+        restore_input_attributes(self, fitted)
+        return self
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.non_deterministic = False
         return tags
+
+
+def _blank_input(fitted, image_shape):
+    """One input of the kind the saved extractor was fitted on (zeros)."""
+    pre = fitted["preprocessing_"]
+    if pre is None:  # passthrough: one sample of the shape fit saw
+        shape = fitted.get("input_sample_shape") or [fitted["n_features_in_"]]
+        return np.zeros([1, *shape], np.float32)
+    if image_shape is not None:
+        return np.zeros((1, int(np.prod(image_shape))), np.uint8)
+    size = pre["crop_size"] or pre["resize_size"] or 224
+    h, w = (size, size) if isinstance(size, int) else size
+    return np.zeros((1, h, w, 3), np.uint8)

@@ -90,10 +90,7 @@ def save(estimator, path):
     check_is_fitted(estimator)
     params = {k: _encode(v, k, name)
               for k, v in estimator.get_params(deep=False).items()}
-    if name == "PretrainedFeatureExtractor":
-        tensors, fitted = _export_extractor(estimator)
-    else:
-        tensors, fitted = estimator._export()
+    tensors, fitted = estimator._export()
     from . import __version__
 
     config = {
@@ -170,8 +167,6 @@ def load(path, *, device=None):
 
         estimator.set_params(device=device)
         resolved = resolve_device(device, f"sktransfer.load: {name}")
-    if name == "PretrainedFeatureExtractor":
-        return _restore_extractor(estimator, tensors, config["fitted"], resolved)
     return estimator._restore(tensors, config["fitted"], resolved)
 
 
@@ -222,10 +217,7 @@ def plain_state(estimator, state):
     from . import __version__
 
     name = type(estimator).__name__
-    if name == "PretrainedFeatureExtractor":
-        tensors, fitted = _export_extractor(estimator)
-    else:
-        tensors, fitted = estimator._export()
+    tensors, fitted = estimator._export()
     kept = {k: v for k, v in state.items()
             if k in _KEPT or k in estimator._get_param_names()}
     kept[FITTED_STATE] = {
@@ -261,10 +253,7 @@ def restore_plain_state(estimator, saved):
     device = _saved_device(estimator.device, name,
                            "To choose the device, save it with sktransfer.save "
                            "and load it with sktransfer.load(path, device=...).")
-    if name == "PretrainedFeatureExtractor":
-        _restore_extractor(estimator, tensors, saved["fitted"], device)
-    else:
-        estimator._restore(tensors, saved["fitted"], device)
+    estimator._restore(tensors, saved["fitted"], device)
 
 
 def skops_trusted_types():
@@ -297,66 +286,6 @@ def skops_trusted_types():
     return [f"{cls.__module__}.{cls.__qualname__}"
             for cls in (PretrainedFeatureExtractor, FineTunedClassifier,
                         FineTunedRegressor, FeatureCache)]
-
-
-# -- the extractor ------------------------------------------------------------
-def _export_extractor(est):
-    from ._data import resolved_attributes
-
-    tensors = {f"backbone.{k}": v for k, v in est.backbone_.body.state_dict().items()}
-    fitted = {"n_features_out_": int(est.n_features_out_), **resolved_attributes(est)}
-    if getattr(est, "_cache_key", None) is not None:
-        # The weights' part of the feature cache key; the loaded extractor,
-        # whose weights come from a state dict, finds the same cached vectors.
-        fitted["cache_weights"] = est._cache_info["weights"]
-    return tensors, fitted
-
-
-def _restore_extractor(est, tensors, fitted, device):
-    """Fit the extractor on one blank input with the saved weights and
-    preprocessing, then give it back its own parameters."""
-    from ._backbone import load_backbone
-    from ._data import restore_input_attributes
-
-    params = est.get_params(deep=False)
-    body = {k[len("backbone."):]: v for k, v in tensors.items()
-            if k.startswith("backbone.")}
-    # The saved body lacks the classification head when layer=None (the
-    # features never use it): complete the state dict with a random head.
-    loaded = load_backbone(params["backbone"], None, preprocessing=None,
-                           random_state=params["random_state"],
-                           owner=type(est).__name__)
-    weights = {**loaded.model.state_dict(), **body}
-    pre = fitted["preprocessing_"]
-    preprocessing = "passthrough" if pre is None else {
-        k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
-    est.set_params(weights=weights, preprocessing=preprocessing, device=device)
-    est.fit(_blank_input(fitted, params["image_shape"]))
-    est.set_params(**{k: params[k] for k in ("weights", "preprocessing", "device")})
-    if est.n_features_out_ != fitted["n_features_out_"]:
-        raise ValueError(
-            f"sktransfer.load: the rebuilt {params['backbone']!r} gives "
-            f"{est.n_features_out_} features, the saved extractor "
-            f"{fitted['n_features_out_']}; the backbone registered under this "
-            f"name is not the one it was saved with."
-        )
-    est.weights_id_ = fitted["weights_id_"]
-    if est._cache is not None:
-        est._set_cache_key(weights=fitted.get("cache_weights"))
-    restore_input_attributes(est, fitted)
-    return est
-
-
-def _blank_input(fitted, image_shape):
-    pre = fitted["preprocessing_"]
-    if pre is None:  # passthrough: one sample of the shape fit saw
-        shape = fitted.get("input_sample_shape") or [fitted["n_features_in_"]]
-        return np.zeros([1, *shape], np.float32)
-    if image_shape is not None:
-        return np.zeros((1, int(np.prod(image_shape))), np.uint8)
-    size = pre["crop_size"] or pre["resize_size"] or 224
-    h, w = (size, size) if isinstance(size, int) else size
-    return np.zeros((1, h, w, 3), np.uint8)
 
 
 # -- parameters as JSON -------------------------------------------------------
