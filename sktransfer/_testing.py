@@ -7,6 +7,37 @@ import torch
 from torch import nn
 
 
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7
+
+
+def float32_tolerance(expected, *, ulps=128):
+    """``(rtol, atol)`` for float32 results that different kernels compute.
+
+    CPUs (AVX2, AVX-512, AMX) and batch sizes change the order in which
+    float32 sums are taken, so results differ by a few units in the last
+    place of the *terms* summed, not of the result: a value near zero may
+    carry the absolute error of the large values it was computed from. The
+    tolerance is therefore ``ulps`` float32 epsilons relative to each value
+    plus the same relative to the largest magnitude in ``expected``.
+    ``ulps=128`` (1.5e-5) covers the short reductions of small test networks;
+    comparisons across implementations (another library, resampling) pass
+    a larger count.
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    rtol = ulps * FLOAT32_EPS
+    return rtol, rtol * max(scale, float(np.finfo(np.float32).tiny))
+
+
+def assert_allclose_float32(actual, expected, *, ulps=128, err_msg=""):
+    """``np.testing.assert_allclose`` with :func:`float32_tolerance`."""
+    actual = actual.numpy() if isinstance(actual, torch.Tensor) else actual
+    expected = expected.numpy() if isinstance(expected, torch.Tensor) else expected
+    rtol, atol = float32_tolerance(expected, ulps=ulps)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol,
+                               err_msg=err_msg)
+
+
 class TinyConvNet(nn.Module):
     """A 2-block CNN with BatchNorm and a linear head; 8 features.
 

@@ -18,7 +18,13 @@ import sktransfer
 from sktransfer import FeatureCache, PretrainedFeatureExtractor
 from sktransfer._cache import resolve_cache
 from sktransfer._inputs import as_image_sequence
-from sktransfer._testing import TinyConvNet, TinyMLP, make_shapes_dataset, save_images
+from sktransfer._testing import (
+    TinyConvNet,
+    TinyMLP,
+    assert_allclose_float32,
+    make_shapes_dataset,
+    save_images,
+)
 
 SMALL = {"resize_size": 16, "crop_size": 16}
 
@@ -319,7 +325,7 @@ def test_disk_cache_is_shared_by_processes(images, tmp_path):
     features = make_extractor(reader).fit(images).transform(images)
     assert reader.misses == 0
     expected = make_extractor(None).fit(images).transform(images)
-    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+    assert_allclose_float32(features, expected)
     assert not list(tmp_path.glob("*/*/.*.tmp"))
 
 
@@ -341,7 +347,7 @@ def test_a_damaged_file_is_recomputed(damage, images, tmp_path):
     assert reader.misses == 1
     # Recomputed alone rather than in a batch of 5: equal up to the rounding
     # that batch composition causes, without a cache too.
-    np.testing.assert_allclose(again, features, rtol=1e-5, atol=1e-6)
+    assert_allclose_float32(again, features)
     np.testing.assert_array_equal(np.delete(again, 1, 0), np.delete(features, 1, 0))
     assert len(path.read_bytes()) == len(data)  # written again, whole
     np.testing.assert_array_equal(

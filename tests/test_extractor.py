@@ -19,7 +19,12 @@ from torch import nn
 
 from sktransfer import PretrainedFeatureExtractor, register_backbone
 from sktransfer._preprocessing import Preprocessing
-from sktransfer._testing import TinyConvNet, TinyMLP, make_shapes_dataset
+from sktransfer._testing import (
+    TinyConvNet,
+    TinyMLP,
+    assert_allclose_float32,
+    make_shapes_dataset,
+)
 from sktransfer.backbones import unregister_backbone
 
 SMALL = {"resize_size": 16, "crop_size": 16}
@@ -123,7 +128,7 @@ def test_default_resnet18_matches_torchvision(torchvision_resnet18, tmp_path):
     assert extractor.backbone_name_ == "resnet18"
     assert features.shape == (3, 512) == (3, extractor.n_features_out_)
     assert features.dtype == np.float32
-    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+    assert_allclose_float32(features, expected, ulps=1024)
 
 
 def test_resized_resnet18_matches_torchvision_up_to_rounding(torchvision_resnet18,
@@ -152,7 +157,7 @@ def test_resnet18_layer3_matches_create_feature_extractor(torchvision_resnet18,
     extractor = PretrainedFeatureExtractor("resnet18", layer="layer3", device="cpu")
     features = extractor.fit_transform(paths)
     assert features.shape == (2, 256)
-    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert_allclose_float32(features, expected, ulps=1024)
     assert extractor.get_feature_names_out()[-1] == "layer3_255"
 
 
@@ -389,7 +394,7 @@ def test_passthrough_feeds_2d_floats_to_the_backbone():
     est = PretrainedFeatureExtractor(module, preprocessing="passthrough",
                                      layer="0").fit(X)
     expected = X.astype(np.float32) @ (np.arange(21.0).reshape(3, 7).T / 10) + 0.5
-    np.testing.assert_allclose(est.transform(X), expected, rtol=1e-5)
+    assert_allclose_float32(est.transform(X), expected)
     assert est.n_features_in_ == 7
     with pytest.raises(ValueError, match="X has 6 features, but "
                                          "PretrainedFeatureExtractor is expecting 7"):
@@ -475,14 +480,14 @@ def test_max_avg_and_flatten_pooling_of_a_feature_map(extractor, images):
                               ("max", block2.amax(dim=(2, 3))),
                               ("flatten", block2.flatten(1))]:
         features = extractor.set_params(pooling=pooling).fit_transform(images)
-        np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
+        assert_allclose_float32(features, expected)
 
 
 def test_list_of_layers_is_concatenated(extractor, images):
     block1 = extractor.set_params(layer="block1").fit_transform(images)
     block2 = extractor.set_params(layer="block2").fit_transform(images)
     both = extractor.set_params(layer=["block1", "block2"]).fit_transform(images)
-    np.testing.assert_allclose(both, np.hstack([block1, block2]), rtol=1e-6)
+    assert_allclose_float32(both, np.hstack([block1, block2]))
     assert both.shape == (7, 16)
 
 
@@ -491,8 +496,7 @@ def test_nested_layer_name(extractor, images):
         images)
     x = preprocessed(extractor, images)
     conv = hooked_outputs(extractor.backbone, x, ["block1.0"])["block1.0"]
-    np.testing.assert_allclose(features, conv.amax(dim=(2, 3)).numpy(), rtol=1e-5,
-                               atol=1e-6)
+    assert_allclose_float32(features, conv.amax(dim=(2, 3)))
 
 
 @pytest.fixture
@@ -510,10 +514,10 @@ def test_cls_pooling_takes_the_class_token(token_extractor, images):
                               ("max", tokens.amax(dim=1)),
                               ("flatten", tokens.flatten(1))]:
         features = token_extractor.set_params(pooling=pooling).fit_transform(images)
-        np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
+        assert_allclose_float32(features, expected)
     # without layer: the head is dropped and the model's own class token is used
     default = token_extractor.set_params(layer=None).fit_transform(images)
-    np.testing.assert_allclose(default, tokens[:, 0].numpy(), rtol=1e-5, atol=1e-6)
+    assert_allclose_float32(default, tokens[:, 0])
 
 
 def test_cls_pooling_of_a_feature_map_is_an_error(extractor, images):
@@ -572,8 +576,7 @@ def test_cuda_features_and_pickles_that_move_to_cpu(extractor, images):
     assert next(extractor.backbone_.parameters()).device.type == "cuda"
     restored = pickle.loads(pickle.dumps(extractor))
     assert restored.device_.type == "cuda"
-    np.testing.assert_allclose(restored.transform(images), features, rtol=1e-5,
-                               atol=1e-6)
+    assert_allclose_float32(restored.transform(images), features)
 
 
 # -- runtime: precision, threads, progress ---------------------------------------
@@ -602,7 +605,7 @@ def test_batch_size_does_not_change_features(extractor, images):
     expected = extractor.set_params(batch_size=7).fit_transform(images)
     for batch_size in (1, 3, 100):
         features = extractor.set_params(batch_size=batch_size).fit_transform(images)
-        np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+        assert_allclose_float32(features, expected)
 
 
 def test_verbose_shows_progress(extractor, images, capsys):
@@ -659,8 +662,8 @@ def test_on_error_warn_gives_nan_rows(extractor, files_with_bad_images):
     assert features.shape == (5, 8)
     assert np.isnan(features[[1, 3]]).all()
     good = [0, 2, 4]
-    np.testing.assert_allclose(features[good], extractor.transform(
-        [paths[i] for i in good]), rtol=1e-5, atol=1e-6)
+    assert_allclose_float32(features[good], extractor.transform(
+        [paths[i] for i in good]))
 
 
 def test_on_error_warn_when_every_image_is_unreadable(extractor,

@@ -12,7 +12,7 @@ from sklearn.base import clone
 
 from sktransfer import PretrainedFeatureExtractor
 from sktransfer._inputs import as_image_sequence, convert_channels
-from sktransfer._testing import TinyConvNet, save_images
+from sktransfer._testing import TinyConvNet, assert_allclose_float32, save_images
 
 SMALL = {"resize_size": 16, "crop_size": 16}
 
@@ -123,8 +123,8 @@ def test_float_pixels_in_0_1_are_close_to_uint8(make_X, extractor, images,
 def test_float_pixels_without_resize_match_uint8(images):
     est = PretrainedFeatureExtractor(
         seeded(TinyConvNet), preprocessing={"resize_size": None, "crop_size": None})
-    np.testing.assert_allclose(est.fit_transform(images / 255.0),
-                               est.fit_transform(images), rtol=1e-6, atol=1e-6)
+    assert_allclose_float32(est.fit_transform(images / 255.0),
+                            est.fit_transform(images))
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +197,7 @@ def test_images_of_different_sizes_in_one_list(extractor):
     features = est.fit_transform(images)
     assert features.shape == (4, 8)
     for i, image in enumerate(images):
-        np.testing.assert_allclose(features[i], est.transform([image])[0],
-                                   rtol=1e-5, atol=1e-6)
+        assert_allclose_float32(features[i], est.transform([image])[0])
 
 
 def test_images_of_different_sizes_without_crop(extractor):
@@ -227,8 +226,7 @@ def test_one_channel_backbone_gets_pil_luma_of_rgb(images):
 
 def test_convert_channels_float_luma_weights():
     image = torch.tensor([1.0, 0.0, 0.0]).reshape(3, 1, 1).expand(3, 2, 2)
-    np.testing.assert_allclose(convert_channels(image, 1), np.full((1, 2, 2), 0.299),
-                               rtol=1e-6)
+    assert_allclose_float32(convert_channels(image, 1), np.full((1, 2, 2), 0.299))
 
 
 def test_content_keys_ignore_the_container(images, paths):

@@ -31,7 +31,12 @@ from sktransfer import (
     register_backbone,
 )
 from sktransfer._persistence import FORMAT_VERSION, _decode, _encode
-from sktransfer._testing import TinyConvNet, TinyMLP, make_shapes_dataset
+from sktransfer._testing import (
+    TinyConvNet,
+    TinyMLP,
+    assert_allclose_float32,
+    make_shapes_dataset,
+)
 from sktransfer.backbones import unregister_backbone
 
 CNN, MLP = "sktransfer_test_cnn", "sktransfer_test_mlp"
@@ -397,8 +402,7 @@ def test_a_loaded_estimator_can_be_copied_and_refitted(fitted, tmp_path):
     sktransfer.save(fitted["regressor-2d"], tmp_path / "m")
     loaded = sktransfer.load(tmp_path / "m")
     again = copy.deepcopy(loaded).fit(TABLE, TABLE[:, :2] * [1.0, 30.0])
-    np.testing.assert_allclose(again.predict(TABLE), loaded.predict(TABLE),
-                               rtol=1e-5, atol=1e-5)
+    assert_allclose_float32(again.predict(TABLE), loaded.predict(TABLE))
 
 
 # -- pickle and skops: the same plain state ------------------------------------

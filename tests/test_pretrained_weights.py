@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from sktransfer._testing import assert_allclose_float32
 from sktransfer.backbones import WeightsUnavailableError
 from sktransfer.backbones import _lite0
 from sktransfer.backbones._lite0 import (
@@ -474,6 +475,6 @@ def test_timm_backbone_through_the_registry(timm, tmp_path):
                          for im in images])
     with torch.no_grad():
         expected = model.forward_head(model.forward_features(batch), pre_logits=True)
-    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert_allclose_float32(features, expected, ulps=1024)
     with pytest.raises(WeightsUnavailableError, match="timm/resnet18"):
         PretrainedFeatureExtractor("timm:resnet18").fit(images)

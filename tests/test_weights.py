@@ -11,7 +11,7 @@ from torch import nn
 
 from sktransfer import PretrainedFeatureExtractor, WeightsUnavailableError
 from sktransfer import register_backbone
-from sktransfer._testing import TinyConvNet
+from sktransfer._testing import TinyConvNet, assert_allclose_float32
 from sktransfer._weights import state_dict_identity
 from sktransfer.backbones import unregister_backbone
 
@@ -164,8 +164,7 @@ def test_default_weights_come_from_the_hub_cache_file(resnet18_checkpoint,
     model.load_state_dict(torch.load(resnet18_checkpoint, weights_only=True))
     model.fc = nn.Identity()
     est = PretrainedFeatureExtractor(model, preprocessing=RESNET_SMALL)
-    np.testing.assert_allclose(est.fit_transform(images), resnet18_features,
-                               rtol=1e-5, atol=1e-6)
+    assert_allclose_float32(est.fit_transform(images), resnet18_features)
     # (the checkpoint was saved from random_state=0: use another seed here)
     random = PretrainedFeatureExtractor("resnet18", weights=None, random_state=1,
                                         preprocessing=RESNET_SMALL)
