@@ -189,7 +189,7 @@ def run_identity(params, data, y, classes=None):
     covers the number of samples, every target and the content of up to 16
     evenly spaced images (all of a tensor).
     """
-    from ._weights import file_identity
+    from .backbones._weights import file_identity
 
     weights = params.get("weights")
     if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
@@ -223,7 +223,7 @@ def _differences(saved, identity):
 
 def _canonical(value):
     """A JSON value standing for ``value`` in a run's identity."""
-    from ._weights import module_identity, state_dict_identity
+    from .backbones._weights import module_identity, state_dict_identity
 
     if value is None or isinstance(value, (bool, str)):
         return value

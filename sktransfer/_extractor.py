@@ -12,23 +12,21 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
-from ._backbone import _seed, load_backbone, seeded_torch
+from .backbones._load import _seed, load_backbone, seeded_torch
 from ._cache import digest, resolve_cache, row_keys
-from ._data import InputSpec, resolved_attributes, restore_input_attributes
+from ._input_spec import InputSpec, resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
 from ._persistence import PlainPickleMixin
 from ._features import POOLINGS, FeatureModel, check_layers
-from ._runtime import (
-    PRECISIONS,
+from ._device import PRECISIONS, resolve_device, wants_channels_last
+from ._inference import (
     iter_array_batches,
     iter_image_batches,
     progress_bar,
-    resolve_device,
     run_inference,
-    wants_channels_last,
 )
 from ._validation import check_choice, check_int
-from ._weights import state_dict_identity
+from .backbones._weights import state_dict_identity
 
 _OWNER = "PretrainedFeatureExtractor"
 _DEFAULT_THREADS = 2  # n_jobs=None

@@ -7,7 +7,7 @@ import difflib
 import torch
 from torch import nn
 
-from ._backbone import without_head
+from .backbones._load import without_head
 
 POOLINGS = ("avg", "max", "cls", "flatten")
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ._augment import AUGMENTS, make_augmentation
-from ._backbone import load_backbone
+from .backbones._load import load_backbone
 from ._checkpoint import (
     CHECKPOINT_FILE,
     TrainingState,
@@ -39,21 +39,17 @@ from ._checkpoint import (
     stopped_early,
     to_plain,
 )
-from ._data import (
+from ._input_spec import (
     InputSpec,
     preprocessing_from_dict,
     resolved_attributes,
     restore_input_attributes,
 )
-from ._dataset import ImageDataset, TensorDataset, subset
+from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._features import FeatureModel
 from ._persistence import PlainPickleMixin
-from ._runtime import (
-    iter_array_batches,
-    iter_image_batches,
-    resolve_device,
-    run_inference,
-)
+from ._device import resolve_device
+from ._inference import iter_array_batches, iter_image_batches, run_inference
 from ._training import (
     FreezeSchedule,
     RecordLR,
@@ -63,7 +59,7 @@ from ._training import (
     split_blocks,
 )
 from ._validation import check_bool, check_choice, check_float, check_int
-from ._weights import load_state_dict_checked
+from .backbones._weights import load_state_dict_checked
 
 FREEZES = ("staged", "backbone", "none")
 SCHEDULES = ("onecycle", "cosine", "constant")

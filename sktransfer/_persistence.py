@@ -163,7 +163,7 @@ def load(path, *, device=None):
     if device is None:
         resolved = _saved_device(estimator.device, name)
     else:
-        from ._runtime import resolve_device
+        from ._device import resolve_device
 
         estimator.set_params(device=device)
         resolved = resolve_device(device, f"sktransfer.load: {name}")
@@ -536,7 +536,7 @@ def _check_backbone_available(backbone, what):
 
 def _saved_device(device, owner, advice="Pass sktransfer.load(path, device=...) "
                                          "to choose the device."):
-    from ._runtime import resolve_device
+    from ._device import resolve_device
 
     try:
         return resolve_device(device, owner)

@@ -12,7 +12,7 @@ from torch import nn
 from sktransfer import PretrainedFeatureExtractor, WeightsUnavailableError
 from sktransfer import register_backbone
 from sktransfer._testing import TinyConvNet, assert_allclose_float32
-from sktransfer._weights import state_dict_identity
+from sktransfer.backbones._weights import state_dict_identity
 from sktransfer.backbones import unregister_backbone
 
 SMALL = {"resize_size": 16, "crop_size": 16}

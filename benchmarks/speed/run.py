@@ -325,7 +325,7 @@ def finetune_epoch(cfg, tmp):
     from torch import nn
 
     from sktransfer import FineTunedClassifier
-    from sktransfer._backbone import load_backbone
+    from sktransfer.backbones._load import load_backbone
     from sktransfer._features import FeatureModel
     from sktransfer._inputs import as_image_sequence
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._preprocessing import Preprocessing, resolve_preprocessing
+from .._preprocessing import Preprocessing, resolve_preprocessing
 from ._weights import (
     file_identity,
     is_weights_file,
@@ -25,7 +25,7 @@ from ._weights import (
     state_dict_identity,
     unwrap_state_dict,
 )
-from .backbones._registry import get_backbone_spec
+from ._registry import get_backbone_spec
 
 
 @dataclass
