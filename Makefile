@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # to the release this project is tested with.
 TORCH := "torch==2.14.1" "torchvision==0.29.1"
 
-.PHONY: setup demo test
+.PHONY: setup demo test lint format
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -25,3 +25,12 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# ruff (lint and format check), as .ci/run and pre-commit run it
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

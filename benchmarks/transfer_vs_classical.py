@@ -25,19 +25,31 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="a seconds-long run on sklearn digits (checks the script)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a seconds-long run on sklearn digits (checks the script)",
+    )
     parser.add_argument("--output", default=str(HERE / "results" / "fashion_mnist"))
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--dataset", default="fashion_mnist",
-                        choices=["fashion_mnist", "digits"],
-                        help="digits: sklearn's 8x8 digits (half train, half test; "
-                             "sizes 5, 20, 80 per class)")
-    parser.add_argument("--no-full", action="store_true",
-                        help="skip the full training set (6000 per class)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="rewrite results.md and accuracy.png from results.json")
+    parser.add_argument(
+        "--dataset",
+        default="fashion_mnist",
+        choices=["fashion_mnist", "digits"],
+        help="digits: sklearn's 8x8 digits (half train, half test; "
+        "sizes 5, 20, 80 per class)",
+    )
+    parser.add_argument(
+        "--no-full",
+        action="store_true",
+        help="skip the full training set (6000 per class)",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite results.md and accuracy.png from results.json",
+    )
     args = parser.parse_args(argv)
     if args.report_only:
         report = json.loads((Path(args.output) / "results.json").read_text())
@@ -46,42 +58,83 @@ def main(argv=None):
         return
     seeds = tuple(int(s) for s in args.seeds.split(","))
     if args.smoke:
-        config = BenchmarkConfig(dataset="digits", sizes=(5,), seeds=(0,),
-                                 image_size=32, finetune_sizes=(5,),
-                                 finetune_epochs=1, test_size=100)
+        config = BenchmarkConfig(
+            dataset="digits",
+            sizes=(5,),
+            seeds=(0,),
+            image_size=32,
+            finetune_sizes=(5,),
+            finetune_epochs=1,
+            test_size=100,
+        )
     elif args.dataset == "digits":
-        config = BenchmarkConfig(dataset="digits", sizes=(5, 20, 80), seeds=seeds,
-                                 image_size=args.image_size, test_size=None,
-                                 finetune_sizes=(5, 20), finetune_epochs=8)
+        config = BenchmarkConfig(
+            dataset="digits",
+            sizes=(5, 20, 80),
+            seeds=seeds,
+            image_size=args.image_size,
+            test_size=None,
+            finetune_sizes=(5, 20),
+            finetune_epochs=8,
+        )
     else:
         sizes = (10, 100, 1000) if args.no_full else (10, 100, 1000, 6000)
-        config = BenchmarkConfig(dataset="fashion_mnist", sizes=sizes, seeds=seeds,
-                                 image_size=args.image_size, test_size=None,
-                                 finetune_sizes=(10,), finetune_epochs=8,
-                                 extra={"full_size_methods": [
-                                     "pixels_logreg", "hog_linear_svm", "linear_probe"]})
+        config = BenchmarkConfig(
+            dataset="fashion_mnist",
+            sizes=sizes,
+            seeds=seeds,
+            image_size=args.image_size,
+            test_size=None,
+            finetune_sizes=(10,),
+            finetune_epochs=8,
+            extra={
+                "full_size_methods": ["pixels_logreg", "hog_linear_svm", "linear_probe"]
+            },
+        )
     start = time.perf_counter()
     report = run_benchmark(config, progress=False)
     report["wall_time"] = time.perf_counter() - start
-    report["published"] = [
-        r for r in fashion_mnist_published_results()
-        if r["model"] in ("HOG+SVM", "ResNet18", "MLP 256-128-100", "XgBoost",
-                          "MobileNet", "Human Performance")
-    ] if report["dataset"] == "fashion_mnist" else []
+    report["published"] = (
+        [
+            r
+            for r in fashion_mnist_published_results()
+            if r["model"]
+            in (
+                "HOG+SVM",
+                "ResNet18",
+                "MLP 256-128-100",
+                "XgBoost",
+                "MobileNet",
+                "Human Performance",
+            )
+        ]
+        if report["dataset"] == "fashion_mnist"
+        else []
+    )
     _write(report, args.output, asdict(config))
 
 
 def _write(report, output, config):
-    title = (f"{report['dataset']}: transfer ({config['backbone']}, "
-             f"{config['image_size']} px) vs classical baselines")
+    title = (
+        f"{report['dataset']}: transfer ({config['backbone']}, "
+        f"{config['image_size']} px) vs classical baselines"
+    )
     table = write_report(report, output, title)
     if report["published"]:
-        lines = ["", "## Published Fashion-MNIST results (full training set)", "",
-                 "From the benchmark table of the Fashion-MNIST README "
-                 f"({report['published'][0]['source']}):", "",
-                 "| model | preprocessing | accuracy |", "|---|---|---:|"]
-        lines += [f"| {r['model']} | {r['preprocessing']} | {r['accuracy']:.3f} |"
-                  for r in report["published"]]
+        lines = [
+            "",
+            "## Published Fashion-MNIST results (full training set)",
+            "",
+            "From the benchmark table of the Fashion-MNIST README "
+            f"({report['published'][0]['source']}):",
+            "",
+            "| model | preprocessing | accuracy |",
+            "|---|---|---:|",
+        ]
+        lines += [
+            f"| {r['model']} | {r['preprocessing']} | {r['accuracy']:.3f} |"
+            for r in report["published"]
+        ]
         with open(Path(output) / "results.md", "a") as f:
             f.write("\n".join(lines) + "\n")
     print(table)

@@ -157,9 +157,14 @@ class FeatureCache:
 
     def __repr__(self):
         args = [] if self.location is None else [repr(str(self.location))]
-        args += [f"{k}={v!r}" for k, v in (("max_bytes", self.max_bytes),
-                                             ("max_entries", self.max_entries))
-                 if v is not None]
+        args += [
+            f"{k}={v!r}"
+            for k, v in (
+                ("max_bytes", self.max_bytes),
+                ("max_entries", self.max_entries),
+            )
+            if v is not None
+        ]
         return f"FeatureCache({', '.join(args)})"
 
     def _register(self, token):
@@ -176,19 +181,27 @@ class FeatureCache:
         return self
 
     def __reduce__(self):
-        return (_rebuild, (self._token, self.location, self.max_bytes,
-                           self.max_entries))
+        return (
+            _rebuild,
+            (self._token, self.location, self.max_bytes, self.max_entries),
+        )
 
     # skops (which does not use __reduce__) stores the settings: a cache read
     # from a skops file starts empty in memory, or finds its folder again.
     def __getstate__(self):
         location = None if self.location is None else str(self.location)
-        return {"location": location, "max_bytes": self.max_bytes,
-                "max_entries": self.max_entries}
+        return {
+            "location": location,
+            "max_bytes": self.max_bytes,
+            "max_entries": self.max_entries,
+        }
 
     def __setstate__(self, state):
-        self.__init__(state["location"], max_bytes=state["max_bytes"],
-                      max_entries=state["max_entries"])
+        self.__init__(
+            state["location"],
+            max_bytes=state["max_bytes"],
+            max_entries=state["max_entries"],
+        )
 
     # -- memory ------------------------------------------------------------
     def _memory_get(self, model_key, image_keys):
@@ -211,9 +224,12 @@ class FeatureCache:
                 self._entries[(model_key, key)] = vector
                 self._nbytes += vector.nbytes + _ENTRY_OVERHEAD
             while self._entries and (
-                    self._nbytes > limit
-                    or (self.max_entries is not None
-                        and len(self._entries) > self.max_entries)):
+                self._nbytes > limit
+                or (
+                    self.max_entries is not None
+                    and len(self._entries) > self.max_entries
+                )
+            ):
                 _, vector = self._entries.popitem(last=False)
                 self._nbytes -= vector.nbytes + _ENTRY_OVERHEAD
 
@@ -236,13 +252,19 @@ class FeatureCache:
 
     def _disk_put(self, model_key, vectors, description):
         if description is not None and model_key not in self._described:
-            _write_atomic(self.location / model_key / "key.json",
-                          json.dumps(description, indent=1, sort_keys=True).encode())
+            _write_atomic(
+                self.location / model_key / "key.json",
+                json.dumps(description, indent=1, sort_keys=True).encode(),
+            )
             self._described.add(model_key)
         written = 0
         for key, vector in vectors.items():
             payload = vector.astype("<f4", copy=False).tobytes()
-            data = _MAGIC + hashlib.blake2b(payload, digest_size=_DIGEST).digest() + payload
+            data = (
+                _MAGIC
+                + hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+                + payload
+            )
             _write_atomic(self._path(model_key, key), data)
             written += len(data)
         if self.max_bytes is None and self.max_entries is None:
@@ -256,8 +278,9 @@ class FeatureCache:
                 self._evict()
 
     def _over(self, files, nbytes):
-        return ((self.max_bytes is not None and nbytes > self.max_bytes)
-                or (self.max_entries is not None and files > self.max_entries))
+        return (self.max_bytes is not None and nbytes > self.max_bytes) or (
+            self.max_entries is not None and files > self.max_entries
+        )
 
     def _files(self):
         if self.location is None or not self.location.is_dir():
@@ -286,8 +309,9 @@ class FeatureCache:
         target_bytes = None if self.max_bytes is None else 0.9 * self.max_bytes
         target_files = None if self.max_entries is None else int(0.9 * self.max_entries)
         for _, size, path in entries:
-            if ((target_bytes is None or nbytes <= target_bytes)
-                    and (target_files is None or files <= target_files)):
+            if (target_bytes is None or nbytes <= target_bytes) and (
+                target_files is None or files <= target_files
+            ):
                 break
             _remove(path)
             files, nbytes = files - 1, nbytes - size
@@ -387,7 +411,10 @@ def _read_vector(path):
     if len(data) < head or not data.startswith(_MAGIC) or (len(data) - head) % 4:
         return None
     payload = data[head:]
-    if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != data[len(_MAGIC):head]:
+    if (
+        hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+        != data[len(_MAGIC) : head]
+    ):
         return None
     vector = np.frombuffer(payload, dtype="<f4").astype(np.float32)
     vector.flags.writeable = False

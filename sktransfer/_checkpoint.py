@@ -50,8 +50,14 @@ class TrainingState(Callback):
         training begins.
     """
 
-    def __init__(self, monitor="train_loss", keep_best=True, path=None,
-                 identity=None, resume=None):
+    def __init__(
+        self,
+        monitor="train_loss",
+        keep_best=True,
+        path=None,
+        identity=None,
+        resume=None,
+    ):
         self.monitor = monitor
         self.keep_best = keep_best
         self.path = path
@@ -106,8 +112,11 @@ class TrainingState(Callback):
             "lr_scheduler": scheduler.state_dict() if scheduler is not None else None,
             "history": json.dumps(to_plain(list(net.history[:completed]))),
             "early_stopping": _early_stopping_state(es),
-            "best": {"epoch": self.best_epoch_, "score": self.best_score_,
-                     "state": self.best_state_},
+            "best": {
+                "epoch": self.best_epoch_,
+                "score": self.best_score_,
+                "state": self.best_state_,
+            },
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": _cuda_rng_state(net),
         }
@@ -161,13 +170,18 @@ def read_checkpoint(checkpoint_dir, identity, owner):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         saved = json.loads(ckpt["identity"])
         if ckpt["format"] != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {ckpt['format']}, this sktransfer "
-                             f"reads format {CHECKPOINT_FORMAT}")
+            raise ValueError(
+                f"checkpoint format {ckpt['format']}, this sktransfer "
+                f"reads format {CHECKPOINT_FORMAT}"
+            )
     except Exception as exc:  # unreadable, truncated, not ours
         warnings.warn(
             f"{owner}: cannot read the checkpoint {str(path)!r} "
             f"({type(exc).__name__}: {exc}); training starts from scratch and "
-            f"overwrites it.", UserWarning, stacklevel=4)
+            f"overwrites it.",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
     differences = _differences(saved, identity)
     if differences:
@@ -175,7 +189,10 @@ def read_checkpoint(checkpoint_dir, identity, owner):
             f"{owner}: the checkpoint {str(path)!r} belongs to another "
             f"training run ({differences}); it is ignored, training starts "
             f"from scratch and overwrites it. Use another checkpoint_dir to "
-            f"keep it.", UserWarning, stacklevel=4)
+            f"keep it.",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
     return ckpt
 
@@ -194,8 +211,9 @@ def run_identity(params, data, y, classes=None):
     weights = params.get("weights")
     if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
         params = {**params, "weights": file_identity(weights)}  # its content
-    config = {k: _canonical(v) for k, v in sorted(params.items())
-              if k not in _NOT_CONFIG}
+    config = {
+        k: _canonical(v) for k, v in sorted(params.items()) if k not in _NOT_CONFIG
+    }
     h = hashlib.sha256()
     y = np.ascontiguousarray(y)
     h.update(f"{len(data)}:{y.dtype.str}:{y.shape}:".encode())

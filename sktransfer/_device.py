@@ -10,7 +10,7 @@ PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.floa
 
 
 def resolve_device(device, owner):
-    """"auto" -> cuda, then mps, then cpu; anything else must be available."""
+    """ "auto" -> cuda, then mps, then cpu; anything else must be available."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -12,28 +12,35 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
-from .backbones._load import _seed, load_backbone, seeded_torch
 from ._cache import digest, resolve_cache, row_keys
-from ._input_spec import InputSpec, resolved_attributes, restore_input_attributes
-from ._inputs import ImageSequence
-from ._persistence import PlainPickleMixin
-from ._features import POOLINGS, FeatureModel, check_layers
 from ._device import PRECISIONS, resolve_device, wants_channels_last
+from ._features import POOLINGS, FeatureModel, check_layers
 from ._inference import (
     iter_array_batches,
     iter_image_batches,
     progress_bar,
     run_inference,
 )
+from ._input_spec import InputSpec, resolved_attributes, restore_input_attributes
+from ._inputs import ImageSequence
+from ._persistence import PlainPickleMixin
 from ._validation import check_choice, check_int
+from .backbones._load import _seed, load_backbone, seeded_torch
 from .backbones._weights import state_dict_identity
 
 _OWNER = "PretrainedFeatureExtractor"
 _DEFAULT_THREADS = 2  # n_jobs=None
 # Weights identities that name exactly the values loaded (content digests, or
 # versioned library weights; random ones with the torch version in the key).
-_SELF_DESCRIBING_WEIGHTS = ("torchvision:", "timm:", "sktransfer:", "random:",
-                            "file:", "state_dict:", "module:")
+_SELF_DESCRIBING_WEIGHTS = (
+    "torchvision:",
+    "timm:",
+    "sktransfer:",
+    "random:",
+    "file:",
+    "state_dict:",
+    "module:",
+)
 
 
 def _installed_version(distribution):
@@ -150,10 +157,24 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
 
     _fitted_attribute = "backbone_"
 
-    def __init__(self, backbone="resnet18", *, weights="DEFAULT", layer=None,
-                 pooling="avg", preprocessing=None, image_shape=None,
-                 batch_size=16, device="auto", precision="float32", n_jobs=None,
-                 on_error="raise", random_state=None, verbose=0, cache=None):
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        weights="DEFAULT",
+        layer=None,
+        pooling="avg",
+        preprocessing=None,
+        image_shape=None,
+        batch_size=16,
+        device="auto",
+        precision="float32",
+        n_jobs=None,
+        on_error="raise",
+        random_state=None,
+        verbose=0,
+        cache=None,
+    ):
         self.backbone = backbone
         self.weights = weights
         self.layer = layer
@@ -195,11 +216,15 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         for attr in ("n_features_in_", "feature_names_in_"):
             self.__dict__.pop(attr, None)
         loaded = load_backbone(
-            self.backbone, self.weights, preprocessing=self.preprocessing,
-            random_state=self.random_state, owner=_OWNER,
+            self.backbone,
+            self.weights,
+            preprocessing=self.preprocessing,
+            random_state=self.random_state,
+            owner=_OWNER,
         )
-        layers = check_layers(loaded.model, self.layer, backbone_name=loaded.name,
-                              owner=_OWNER)
+        layers = check_layers(
+            loaded.model, self.layer, backbone_name=loaded.name, owner=_OWNER
+        )
         self.device_ = resolve_device(self.device, _OWNER)
         self._cache = resolve_cache(self.cache, _OWNER)
         self.preprocessing_ = loaded.preprocessing
@@ -234,8 +259,9 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         """The model part of the cache key: what, besides the image, determines
         a feature vector. ``weights`` is the weights' part of a key computed
         before (by the estimator this one was saved from)."""
-        import sktransfer
         import torchvision
+
+        import sktransfer
 
         if weights is None:
             weights = self.weights_id_
@@ -245,18 +271,24 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
             weights = state_dict_identity(self.backbone_.state_dict())
         body = self.backbone_.body
         architecture = [repr(body)] + [
-            f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in body.state_dict().items()]
+            f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in body.state_dict().items()
+        ]
         self._cache_info = {
             "format": 1,
-            "versions": {"sktransfer": sktransfer.__version__,
-                         "torch": torch.__version__,
-                         "torchvision": torchvision.__version__,
-                         "timm": _installed_version("timm")},
+            "versions": {
+                "sktransfer": sktransfer.__version__,
+                "torch": torch.__version__,
+                "torchvision": torchvision.__version__,
+                "timm": _installed_version("timm"),
+            },
             "backbone": self.backbone_name_,
             "weights": weights,
             "architecture": digest(architecture),
-            "preprocessing": ("passthrough" if self.preprocessing_ is None
-                              else self.preprocessing_.to_dict()),
+            "preprocessing": (
+                "passthrough"
+                if self.preprocessing_ is None
+                else self.preprocessing_.to_dict()
+            ),
             "layers": self._layers,
             "pooling": self.pooling,
             "precision": self.precision,
@@ -309,8 +341,9 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         if getattr(self, "_cache_key", None) is None:
             return self._compute(data)
         keys = self._row_keys(data)
-        found = self._cache.get_many(self._cache_key,
-                                     [k for k in keys if k is not None])
+        found = self._cache.get_many(
+            self._cache_key, [k for k in keys if k is not None]
+        )
         todo = {}  # rows to compute: the first of each missing image
         for i, key in enumerate(keys):
             if key is None:
@@ -323,13 +356,17 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
             if store:
                 self._cache.put_many(
                     self._cache_key,
-                    {k: v for k, v in fresh.items()
-                     if not isinstance(k, tuple) and np.isfinite(v).all()},
+                    {
+                        k: v
+                        for k, v in fresh.items()
+                        if not isinstance(k, tuple) and np.isfinite(v).all()
+                    },
                     description=self._cache_info,
                 )
             found.update(fresh)
-        return np.stack([found[("row", i) if k is None else k]
-                         for i, k in enumerate(keys)]).astype(np.float32, copy=False)
+        return np.stack(
+            [found[("row", i) if k is None else k] for i, k in enumerate(keys)]
+        ).astype(np.float32, copy=False)
 
     def _row_keys(self, data):
         """Content keys of the images (None for one that cannot be read)."""
@@ -357,24 +394,33 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
             batches = iter_array_batches(data, self.batch_size)
         else:
             batches = iter_image_batches(
-                data, self.preprocessing_, self.batch_size,
-                n_threads=self._n_threads, on_error=self.on_error,
-                indices=indices, channels_last=self._channels_last,
+                data,
+                self.preprocessing_,
+                self.batch_size,
+                n_threads=self._n_threads,
+                on_error=self.on_error,
+                indices=indices,
+                channels_last=self._channels_last,
                 pin_memory=self.device_.type == "cuda",
             )
         with progress_bar(n, self.verbose > 0, self.backbone_name_) as bar:
             features, failures = run_inference(
-                self.backbone_, batches, n, device=self.device_,
-                precision=self.precision, channels_last=self._channels_last,
-                progress=bar, n_features=getattr(self, "n_features_out_", None),
+                self.backbone_,
+                batches,
+                n,
+                device=self.device_,
+                precision=self.precision,
+                channels_last=self._channels_last,
+                progress=bar,
+                n_features=getattr(self, "n_features_out_", None),
             )
         if failures:
-            listed = " ".join(getattr(b.error, "reason", str(b.error))
-                              for b in failures[:10])
+            listed = " ".join(
+                getattr(b.error, "reason", str(b.error)) for b in failures[:10]
+            )
             warnings.warn(
                 f"{_OWNER}: {len(failures)} of {n_total} images could not be read; their "
-                f"rows are NaN: {listed}"
-                + (" ..." if len(failures) > 10 else ""),
+                f"rows are NaN: {listed}" + (" ..." if len(failures) > 10 else ""),
                 UserWarning,
                 stacklevel=4,
             )
@@ -391,16 +437,20 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
             prefix = "features" if self._layers is None else "+".join(self._layers)
         else:
             prefix = self._layers[0]
-        return np.asarray([f"{prefix}_{i}" for i in range(self.n_features_out_)],
-                          dtype=object)
+        return np.asarray(
+            [f"{prefix}_{i}" for i in range(self.n_features_out_)], dtype=object
+        )
 
     # -- saving without pickle: sktransfer.save / sktransfer.load ---------
     def _export(self):
         """Tensors and JSON-able fitted attributes, for :func:`sktransfer.save`."""
-        tensors = {f"backbone.{k}": v
-                   for k, v in self.backbone_.body.state_dict().items()}
-        fitted = {"n_features_out_": int(self.n_features_out_),
-                  **resolved_attributes(self)}
+        tensors = {
+            f"backbone.{k}": v for k, v in self.backbone_.body.state_dict().items()
+        }
+        fitted = {
+            "n_features_out_": int(self.n_features_out_),
+            **resolved_attributes(self),
+        }
         if getattr(self, "_cache_key", None) is not None:
             # The weights' part of the feature cache key; the loaded extractor,
             # whose weights come from a state dict, finds the same cached vectors.
@@ -412,20 +462,32 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         blank input with the saved weights and preprocessing, then take back
         its own parameters."""
         params = self.get_params(deep=False)
-        body = {k[len("backbone."):]: v for k, v in tensors.items()
-                if k.startswith("backbone.")}
+        body = {
+            k[len("backbone.") :]: v
+            for k, v in tensors.items()
+            if k.startswith("backbone.")
+        }
         # The saved body lacks the classification head when layer=None (the
         # features never use it): complete the state dict with a random head.
-        loaded = load_backbone(params["backbone"], None, preprocessing=None,
-                               random_state=params["random_state"], owner=_OWNER)
+        loaded = load_backbone(
+            params["backbone"],
+            None,
+            preprocessing=None,
+            random_state=params["random_state"],
+            owner=_OWNER,
+        )
         weights = {**loaded.model.state_dict(), **body}
         pre = fitted["preprocessing_"]
-        preprocessing = "passthrough" if pre is None else {
-            k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+        preprocessing = (
+            "passthrough"
+            if pre is None
+            else {k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()}
+        )
         self.set_params(weights=weights, preprocessing=preprocessing, device=device)
         self.fit(_blank_input(fitted, params["image_shape"]))
-        self.set_params(**{k: params[k]
-                           for k in ("weights", "preprocessing", "device")})
+        self.set_params(
+            **{k: params[k] for k in ("weights", "preprocessing", "device")}
+        )
         if self.n_features_out_ != fitted["n_features_out_"]:
             raise ValueError(
                 f"sktransfer.load: the rebuilt {params['backbone']!r} gives "

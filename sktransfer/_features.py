@@ -51,7 +51,8 @@ def pool(output, pooling, *, layer="output"):
 
 # RuntimeErrors that say nothing about the input: passed on unchanged.
 _NOT_INPUT_ERRORS = tuple(
-    getattr(torch, name) for name in ("OutOfMemoryError", "AcceleratorError")
+    getattr(torch, name)
+    for name in ("OutOfMemoryError", "AcceleratorError")
     if hasattr(torch, name)
 ) + (NotImplementedError,)
 
@@ -102,6 +103,7 @@ class FeatureModel(nn.Module):
                 captured[name] = output
                 if len(captured) == len(self.layers):
                     raise _Stop
+
             return hook
 
         handles = [modules[n].register_forward_hook(hook_for(n)) for n in self.layers]
@@ -129,8 +131,11 @@ def check_layers(model, layer, *, backbone_name, owner):
     if layer is None:
         return None
     layers = [layer] if isinstance(layer, str) else layer
-    if (not isinstance(layers, (list, tuple)) or not layers
-            or not all(isinstance(n, str) for n in layers)):
+    if (
+        not isinstance(layers, (list, tuple))
+        or not layers
+        or not all(isinstance(n, str) for n in layers)
+    ):
         raise TypeError(
             f"{owner}: layer must be None, a module name or a list of module "
             f"names, got {layer!r}."

@@ -29,7 +29,6 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ._augment import AUGMENTS, make_augmentation
-from .backbones._load import load_backbone
 from ._checkpoint import (
     CHECKPOINT_FILE,
     TrainingState,
@@ -39,17 +38,17 @@ from ._checkpoint import (
     stopped_early,
     to_plain,
 )
+from ._device import resolve_device
+from ._features import FeatureModel
+from ._inference import iter_array_batches, iter_image_batches, run_inference
 from ._input_spec import (
     InputSpec,
     preprocessing_from_dict,
     resolved_attributes,
     restore_input_attributes,
 )
-from ._torch_datasets import ImageDataset, TensorDataset, subset
-from ._features import FeatureModel
 from ._persistence import PlainPickleMixin
-from ._device import resolve_device
-from ._inference import iter_array_batches, iter_image_batches, run_inference
+from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._training import (
     FreezeSchedule,
     RecordLR,
@@ -59,6 +58,7 @@ from ._training import (
     split_blocks,
 )
 from ._validation import check_bool, check_choice, check_float, check_int
+from .backbones._load import load_backbone
 from .backbones._weights import load_state_dict_checked
 
 FREEZES = ("staged", "backbone", "none")
@@ -143,14 +143,34 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
     _owner = "FineTuned"
     _fitted_attribute = "net_"
 
-    def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
-                 freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
-                 weight_decay=0.01, schedule="onecycle", warmup=0.1,
-                 max_epochs=10, batch_size=32, augment="default",
-                 train_transform=None, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
-                 image_shape=None, device="auto", random_state=None, verbose=0,
-                 net_params=None, checkpoint_dir=None):
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        weights="DEFAULT",
+        freeze="staged",
+        freeze_epochs=1,
+        lr=1e-3,
+        backbone_lr_ratio=0.1,
+        layer_decay=None,
+        weight_decay=0.01,
+        schedule="onecycle",
+        warmup=0.1,
+        max_epochs=10,
+        batch_size=32,
+        augment="default",
+        train_transform=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        preprocessing=None,
+        image_shape=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+        checkpoint_dir=None,
+    ):
         self.backbone = backbone
         self.weights = weights
         self.freeze = freeze
@@ -179,7 +199,9 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
     # -- validation -----------------------------------------------------
     def _check_params(self):
         o = self._owner
-        if isinstance(self.freeze, numbers.Integral) and not isinstance(self.freeze, bool):
+        if isinstance(self.freeze, numbers.Integral) and not isinstance(
+            self.freeze, bool
+        ):
             check_int(o, "freeze", self.freeze, minimum=0)
         elif self.freeze not in FREEZES:
             raise ValueError(
@@ -189,8 +211,15 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         check_int(o, "freeze_epochs", self.freeze_epochs, minimum=0)
         check_float(o, "lr", self.lr, low=0, high=np.inf, low_inclusive=False)
         check_float(o, "backbone_lr_ratio", self.backbone_lr_ratio, low=0, high=np.inf)
-        check_float(o, "layer_decay", self.layer_decay, low=0, high=1,
-                    low_inclusive=False, allow_none=True)
+        check_float(
+            o,
+            "layer_decay",
+            self.layer_decay,
+            low=0,
+            high=1,
+            low_inclusive=False,
+            allow_none=True,
+        )
         check_float(o, "weight_decay", self.weight_decay, low=0, high=np.inf)
         check_choice(o, "schedule", self.schedule, SCHEDULES)
         check_float(o, "warmup", self.warmup, low=0, high=1, high_inclusive=False)
@@ -198,20 +227,34 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         check_int(o, "batch_size", self.batch_size)
         check_choice(o, "augment", self.augment, AUGMENTS)
         if self.train_transform is not None and not callable(self.train_transform):
-            raise ValueError(f"{o}: train_transform must be callable or None, got "
-                             f"{self.train_transform!r}.")
+            raise ValueError(
+                f"{o}: train_transform must be callable or None, got "
+                f"{self.train_transform!r}."
+            )
         check_bool(o, "early_stopping", self.early_stopping)
-        check_float(o, "validation_fraction", self.validation_fraction, low=0, high=1,
-                    low_inclusive=False, high_inclusive=False)
+        check_float(
+            o,
+            "validation_fraction",
+            self.validation_fraction,
+            low=0,
+            high=1,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
         check_int(o, "n_iter_no_change", self.n_iter_no_change)
         check_int(o, "verbose", self.verbose, minimum=0)
         if self.net_params is not None and not isinstance(self.net_params, dict):
-            raise ValueError(f"{o}: net_params must be a dict or None, got "
-                             f"{type(self.net_params).__name__}.")
+            raise ValueError(
+                f"{o}: net_params must be a dict or None, got "
+                f"{type(self.net_params).__name__}."
+            )
         if self.checkpoint_dir is not None and not isinstance(
-                self.checkpoint_dir, (str, os.PathLike)):
-            raise ValueError(f"{o}: checkpoint_dir must be None or a folder path "
-                             f"(str or pathlib.Path), got {self.checkpoint_dir!r}.")
+            self.checkpoint_dir, (str, os.PathLike)
+        ):
+            raise ValueError(
+                f"{o}: checkpoint_dir must be None or a folder path "
+                f"(str or pathlib.Path), got {self.checkpoint_dir!r}."
+            )
 
     # -- fit ------------------------------------------------------------
     def _fit(self, X, y):
@@ -220,9 +263,13 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         self._check_params()
         y = self._check_y(X, y)
         y_train, n_outputs = self._encode_target(y)
-        loaded = load_backbone(self.backbone, self.weights,
-                               preprocessing=self.preprocessing,
-                               random_state=self.random_state, owner=self._owner)
+        loaded = load_backbone(
+            self.backbone,
+            self.weights,
+            preprocessing=self.preprocessing,
+            random_state=self.random_state,
+            owner=self._owner,
+        )
         self.device_ = resolve_device(self.device, self._owner)
         self.preprocessing_ = loaded.preprocessing
         self.weights_id_ = loaded.weights_id
@@ -246,10 +293,12 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
             train_idx, valid_idx = self._split(y_train, seed)
             precompute = self.freeze == "backbone" and augmentation is None
             train_ds, valid_ds = self._datasets(
-                module, data, y_train, train_idx, valid_idx, augmentation, precompute)
+                module, data, y_train, train_idx, valid_idx, augmentation, precompute
+            )
             state = self._training_state(data, y_train, valid_ds is not None)
-            net = self._make_net(module, self._criterion(y_train), len(train_ds),
-                                 valid_ds, state)
+            net = self._make_net(
+                module, self._criterion(y_train), len(train_ds), valid_ds, state
+            )
             module.precomputed = precompute
             start = time.perf_counter()
             try:
@@ -267,7 +316,8 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
 
     def _set_history(self):
         self.history_ = [
-            {k: v for k, v in row.items() if k != "batches"} for row in self.net_.history
+            {k: v for k, v in row.items() if k != "batches"}
+            for row in self.net_.history
         ]
         self.n_epochs_ = len(self.history_)
 
@@ -278,12 +328,17 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         # With early stopping, skorch's EarlyStopping keeps the best weights.
         if self.checkpoint_dir is None:
             return TrainingState(monitor, keep_best=not has_valid)
-        identity = run_identity(self.get_params(deep=False), data, y_train,
-                                getattr(self, "classes_", None))
+        identity = run_identity(
+            self.get_params(deep=False), data, y_train, getattr(self, "classes_", None)
+        )
         resume = read_checkpoint(self.checkpoint_dir, identity, self._owner)
-        return TrainingState(monitor, keep_best=not has_valid,
-                             path=Path(self.checkpoint_dir) / CHECKPOINT_FILE,
-                             identity=identity, resume=resume)
+        return TrainingState(
+            monitor,
+            keep_best=not has_valid,
+            path=Path(self.checkpoint_dir) / CHECKPOINT_FILE,
+            identity=identity,
+            resume=resume,
+        )
 
     def _after_interruption(self, net, state):
         """After Ctrl-C (KeyboardInterrupt, which skorch catches), keep the
@@ -293,8 +348,11 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
             return
         if completed == 0:
             raise KeyboardInterrupt
-        when = (f"after epoch {completed}" if len(net.history) == completed
-                else f"during epoch {completed + 1}")
+        when = (
+            f"after epoch {completed}"
+            if len(net.history) == completed
+            else f"during epoch {completed + 1}"
+        )
         del net.history[completed:]  # the unfinished epoch, if any
         es = dict(net.callbacks_).get("early_stopping")
         if es is not None:  # its on_train_end restored its best weights
@@ -307,23 +365,33 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
             kept = "keeps the current weights"
         else:
             score = net.history[best - 1][monitor]
-            kept = (f"keeps the weights of epoch {best}, the best so far "
-                    f"({monitor}={score:.4g})")
-        resume = (" Call fit again to resume from the checkpoint in "
-                  f"{str(self.checkpoint_dir)!r}." if self.checkpoint_dir else "")
+            kept = (
+                f"keeps the weights of epoch {best}, the best so far "
+                f"({monitor}={score:.4g})"
+            )
+        resume = (
+            " Call fit again to resume from the checkpoint in "
+            f"{str(self.checkpoint_dir)!r}."
+            if self.checkpoint_dir
+            else ""
+        )
         warnings.warn(
             f"{self._owner}: training was interrupted (KeyboardInterrupt) {when} "
             f"of {net.max_epochs}; the fitted estimator {kept}.{resume}",
-            UserWarning, stacklevel=4)
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _check_y(self, X, y):
         if y is None:
-            raise ValueError(f"{self._owner} requires y to be passed, but the target "
-                             f"y is None.")
+            raise ValueError(
+                f"{self._owner} requires y to be passed, but the target y is None."
+            )
         y = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
         if len(y) == 0:
-            raise ValueError(f"{self._owner}: y is empty; at least one sample is "
-                             f"required.")
+            raise ValueError(
+                f"{self._owner}: y is empty; at least one sample is required."
+            )
         return y
 
     def _augmentation(self, preprocessing):
@@ -335,8 +403,9 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
                     f"augment='off' and train_transform=None."
                 )
             return None
-        return make_augmentation(self.augment, self.train_transform,
-                                 preprocessing.output_size)
+        return make_augmentation(
+            self.augment, self.train_transform, preprocessing.output_size
+        )
 
     def _n_features(self, body, data):
         body.eval()
@@ -355,14 +424,19 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
             return idx, None
         stratify = self._stratify(y)
         train_idx, valid_idx = train_test_split(
-            idx, test_size=self.validation_fraction, random_state=seed % (2**32 - 1),
-            stratify=stratify)
+            idx,
+            test_size=self.validation_fraction,
+            random_state=seed % (2**32 - 1),
+            stratify=stratify,
+        )
         return np.sort(train_idx), np.sort(valid_idx)
 
     def _stratify(self, y):
         return None
 
-    def _datasets(self, module, data, y, train_idx, valid_idx, augmentation, precompute):
+    def _datasets(
+        self, module, data, y, train_idx, valid_idx, augmentation, precompute
+    ):
         y_t = torch.as_tensor(y)
         parts = [train_idx] if valid_idx is None else [train_idx, valid_idx]
         out = []
@@ -384,16 +458,28 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         from skorch.helper import predefined_split
 
         steps = self.max_epochs * int(np.ceil(n_train / self.batch_size))
-        callbacks = [("freeze", FreezeSchedule(self.freeze, self.freeze_epochs)),
-                     ("record_lr", RecordLR())]
+        callbacks = [
+            ("freeze", FreezeSchedule(self.freeze, self.freeze_epochs)),
+            ("record_lr", RecordLR()),
+        ]
         schedule = schedule_callback(self.schedule, steps, self.warmup)
         if schedule is not None:
             callbacks.append(("lr_schedule", schedule))
         if valid_ds is not None:
-            callbacks.append(("valid_score", _ValidScore(self._score_name, self._valid_score)))
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.n_iter_no_change,
-                load_best=True, sink=print if self.verbose else _silent)))
+            callbacks.append(
+                ("valid_score", _ValidScore(self._score_name, self._valid_score))
+            )
+            callbacks.append(
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_loss",
+                        patience=self.n_iter_no_change,
+                        load_best=True,
+                        sink=print if self.verbose else _silent,
+                    ),
+                )
+            )
         callbacks.append(("training_state", state))
         params = dict(
             module=module,
@@ -402,7 +488,8 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
             lr=self.lr,
             optimizer__weight_decay=self.weight_decay,
             optimizer__param_groups=param_groups(
-                module, self.lr, self.backbone_lr_ratio, self.layer_decay),
+                module, self.lr, self.backbone_lr_ratio, self.layer_decay
+            ),
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             device=str(self.device_),
@@ -420,7 +507,8 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         if not isinstance(user_callbacks, (list, tuple)):
             raise ValueError(
                 f"{self._owner}: net_params['callbacks'] must be a list of skorch "
-                f"callbacks (or (name, callback) pairs), got {user_callbacks!r}.")
+                f"callbacks (or (name, callback) pairs), got {user_callbacks!r}."
+            )
         callbacks.extend(user_callbacks)
         params.update(extra)
         return NeuralNet(**params)
@@ -446,8 +534,9 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         """Tensors and JSON-able fitted attributes, for :func:`sktransfer.save`."""
         check_is_fitted(self, "net_")
         tensors = {f"module.{k}": v for k, v in self.net_.module_.state_dict().items()}
-        tensors.update({f"criterion.{k}": v
-                        for k, v in self.net_.criterion_.state_dict().items()})
+        tensors.update(
+            {f"criterion.{k}": v for k, v in self.net_.criterion_.state_dict().items()}
+        )
         fitted = {
             "history_": to_plain(self.history_),
             "fit_time_": float(self.fit_time_),
@@ -463,8 +552,13 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         from skorch.history import History
 
         self._check_params()
-        loaded = load_backbone(self.backbone, None, preprocessing=self.preprocessing,
-                               random_state=self.random_state, owner=self._owner)
+        loaded = load_backbone(
+            self.backbone,
+            None,
+            preprocessing=self.preprocessing,
+            random_state=self.random_state,
+            owner=self._owner,
+        )
         self.device_ = device
         self.preprocessing_ = preprocessing_from_dict(fitted["preprocessing_"])
         self.weights_id_ = fitted["weights_id_"]
@@ -472,22 +566,31 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         self._input_spec = InputSpec.create(self, self.preprocessing_, self._owner)
         restore_input_attributes(self, fitted)
         self._restore_target(fitted)
-        saved = {k[len("module."):]: v for k, v in tensors.items()
-                 if k.startswith("module.")}
+        saved = {
+            k[len("module.") :]: v
+            for k, v in tensors.items()
+            if k.startswith("module.")
+        }
         body = FeatureModel(loaded.model, loaded.head, None, "avg")
         # Loading the body first also initialises lazy modules (nn.LazyLinear).
         load_state_dict_checked(
-            body, {k[len("body."):]: v for k, v in saved.items()
-                   if k.startswith("body.")},
-            backbone_name=loaded.name, what="The saved weights")
+            body,
+            {k[len("body.") :]: v for k, v in saved.items() if k.startswith("body.")},
+            backbone_name=loaded.name,
+            what="The saved weights",
+        )
         weight = saved.get("head.weight")
         if weight is None or weight.ndim != 2:
-            raise ValueError(f"{self._owner}: the saved weights have no linear head "
-                             f"('module.head.weight'); the file is damaged.")
-        module = TransferNet(body, nn.Linear(weight.shape[1], weight.shape[0]),
-                             split_blocks(body))
-        load_state_dict_checked(module, saved, backbone_name=loaded.name,
-                                what="The saved weights")
+            raise ValueError(
+                f"{self._owner}: the saved weights have no linear head "
+                f"('module.head.weight'); the file is damaged."
+            )
+        module = TransferNet(
+            body, nn.Linear(weight.shape[1], weight.shape[0]), split_blocks(body)
+        )
+        load_state_dict_checked(
+            module, saved, backbone_name=loaded.name, what="The saved weights"
+        )
         criterion = self._saved_criterion(tensors.get("criterion.weight"))
         net = self._make_net(module.eval(), criterion, 1, None, TrainingState())
         net.initialize()
@@ -556,25 +659,62 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     _owner = "FineTunedClassifier"
     _score_name = "valid_acc"
 
-    def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
-                 freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
-                 weight_decay=0.01, schedule="onecycle", warmup=0.1,
-                 max_epochs=10, batch_size=32, augment="default",
-                 train_transform=None, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
-                 image_shape=None, device="auto", random_state=None, verbose=0,
-                 net_params=None, checkpoint_dir=None, class_weight=None,
-                 label_smoothing=0.0):
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        weights="DEFAULT",
+        freeze="staged",
+        freeze_epochs=1,
+        lr=1e-3,
+        backbone_lr_ratio=0.1,
+        layer_decay=None,
+        weight_decay=0.01,
+        schedule="onecycle",
+        warmup=0.1,
+        max_epochs=10,
+        batch_size=32,
+        augment="default",
+        train_transform=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        preprocessing=None,
+        image_shape=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+        checkpoint_dir=None,
+        class_weight=None,
+        label_smoothing=0.0,
+    ):
         super().__init__(
-            backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
-            lr=lr, backbone_lr_ratio=backbone_lr_ratio, layer_decay=layer_decay,
-            weight_decay=weight_decay, schedule=schedule, warmup=warmup,
-            max_epochs=max_epochs, batch_size=batch_size, augment=augment,
-            train_transform=train_transform, early_stopping=early_stopping,
+            backbone,
+            weights=weights,
+            freeze=freeze,
+            freeze_epochs=freeze_epochs,
+            lr=lr,
+            backbone_lr_ratio=backbone_lr_ratio,
+            layer_decay=layer_decay,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup=warmup,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            augment=augment,
+            train_transform=train_transform,
+            early_stopping=early_stopping,
             validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, preprocessing=preprocessing,
-            image_shape=image_shape, device=device, random_state=random_state,
-            verbose=verbose, net_params=net_params, checkpoint_dir=checkpoint_dir)
+            n_iter_no_change=n_iter_no_change,
+            preprocessing=preprocessing,
+            image_shape=image_shape,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            net_params=net_params,
+            checkpoint_dir=checkpoint_dir,
+        )
         self.class_weight = class_weight
         self.label_smoothing = label_smoothing
 
@@ -597,8 +737,14 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
                 f"{self._owner} needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_.tolist()[0]!r}."
             )
-        check_float(self._owner, "label_smoothing", self.label_smoothing,
-                    low=0, high=1, high_inclusive=False)
+        check_float(
+            self._owner,
+            "label_smoothing",
+            self.label_smoothing,
+            low=0,
+            high=1,
+            high_inclusive=False,
+        )
         return self._label_encoder.transform(y).astype(np.int64), len(self.classes_)
 
     def _stratify(self, y):
@@ -614,8 +760,10 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
 
     def _export_target(self):
-        return {"classes_": to_plain(self.classes_.tolist()),
-                "classes_dtype": self.classes_.dtype.str}
+        return {
+            "classes_": to_plain(self.classes_.tolist()),
+            "classes_dtype": self.classes_.dtype.str,
+        }
 
     def _restore_target(self, fitted):
         dtype = np.dtype(fitted["classes_dtype"])
@@ -634,12 +782,16 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         elif isinstance(cw, dict):
             unknown = [k for k in cw if k not in set(self.classes_.tolist())]
             if unknown:
-                raise ValueError(f"{self._owner}: class_weight has labels {unknown} "
-                                 f"that are not in y's classes {self.classes_.tolist()}.")
+                raise ValueError(
+                    f"{self._owner}: class_weight has labels {unknown} "
+                    f"that are not in y's classes {self.classes_.tolist()}."
+                )
             w = np.array([cw.get(c, 1.0) for c in self.classes_], dtype=float)
         else:
-            raise ValueError(f"{self._owner}: class_weight must be None, 'balanced' "
-                             f"or a dict {{label: weight}}, got {cw!r}.")
+            raise ValueError(
+                f"{self._owner}: class_weight must be None, 'balanced' "
+                f"or a dict {{label: weight}}, got {cw!r}."
+            )
         return torch.as_tensor(w, dtype=torch.float32, device=self.device_)
 
     @staticmethod
@@ -693,24 +845,61 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     _owner = "FineTunedRegressor"
     _score_name = "valid_r2"
 
-    def __init__(self, backbone="resnet18", *, weights="DEFAULT", freeze="staged",
-                 freeze_epochs=1, lr=1e-3, backbone_lr_ratio=0.1, layer_decay=None,
-                 weight_decay=0.01, schedule="onecycle", warmup=0.1,
-                 max_epochs=10, batch_size=32, augment="default",
-                 train_transform=None, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=3, preprocessing=None,
-                 image_shape=None, device="auto", random_state=None, verbose=0,
-                 net_params=None, checkpoint_dir=None, target_scaling=True):
+    def __init__(
+        self,
+        backbone="resnet18",
+        *,
+        weights="DEFAULT",
+        freeze="staged",
+        freeze_epochs=1,
+        lr=1e-3,
+        backbone_lr_ratio=0.1,
+        layer_decay=None,
+        weight_decay=0.01,
+        schedule="onecycle",
+        warmup=0.1,
+        max_epochs=10,
+        batch_size=32,
+        augment="default",
+        train_transform=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
+        preprocessing=None,
+        image_shape=None,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        net_params=None,
+        checkpoint_dir=None,
+        target_scaling=True,
+    ):
         super().__init__(
-            backbone, weights=weights, freeze=freeze, freeze_epochs=freeze_epochs,
-            lr=lr, backbone_lr_ratio=backbone_lr_ratio, layer_decay=layer_decay,
-            weight_decay=weight_decay, schedule=schedule, warmup=warmup,
-            max_epochs=max_epochs, batch_size=batch_size, augment=augment,
-            train_transform=train_transform, early_stopping=early_stopping,
+            backbone,
+            weights=weights,
+            freeze=freeze,
+            freeze_epochs=freeze_epochs,
+            lr=lr,
+            backbone_lr_ratio=backbone_lr_ratio,
+            layer_decay=layer_decay,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup=warmup,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            augment=augment,
+            train_transform=train_transform,
+            early_stopping=early_stopping,
             validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, preprocessing=preprocessing,
-            image_shape=image_shape, device=device, random_state=random_state,
-            verbose=verbose, net_params=net_params, checkpoint_dir=checkpoint_dir)
+            n_iter_no_change=n_iter_no_change,
+            preprocessing=preprocessing,
+            image_shape=image_shape,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            net_params=net_params,
+            checkpoint_dir=checkpoint_dir,
+        )
         self.target_scaling = target_scaling
 
     def fit(self, X, y):
@@ -726,10 +915,14 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         check_bool(self._owner, "target_scaling", self.target_scaling)
         y = np.asarray(y)
         if y.dtype.kind in "USV":
-            raise ValueError(f"{self._owner}: y must be numeric, got dtype {y.dtype}; "
-                             f"for class labels use FineTunedClassifier.")
+            raise ValueError(
+                f"{self._owner}: y must be numeric, got dtype {y.dtype}; "
+                f"for class labels use FineTunedClassifier."
+            )
         if y.ndim not in (1, 2):
-            raise ValueError(f"{self._owner}: y must be 1-D or 2-D, got shape {y.shape}.")
+            raise ValueError(
+                f"{self._owner}: y must be 1-D or 2-D, got shape {y.shape}."
+            )
         # Object arrays of numbers become float; complex, NaN and infinity are
         # refused with scikit-learn's messages.
         y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
@@ -748,10 +941,20 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
 
     def _export_target(self):
         scaler = self._y_scaler
-        saved = None if scaler is None else {
-            attr: to_plain(getattr(scaler, attr))
-            for attr in ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_")
-        }
+        saved = (
+            None
+            if scaler is None
+            else {
+                attr: to_plain(getattr(scaler, attr))
+                for attr in (
+                    "mean_",
+                    "var_",
+                    "scale_",
+                    "n_samples_seen_",
+                    "n_features_in_",
+                )
+            }
+        )
         return {"y_ndim": self._y_ndim, "y_scaler": saved}
 
     def _restore_target(self, fitted):
@@ -761,8 +964,11 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         if saved is not None:
             scaler = StandardScaler()
             for attr, value in saved.items():
-                setattr(scaler, attr, np.asarray(value) if isinstance(value, list)
-                        else value)
+                setattr(
+                    scaler,
+                    attr,
+                    np.asarray(value) if isinstance(value, list) else value,
+                )
             self._y_scaler = scaler
 
     @staticmethod

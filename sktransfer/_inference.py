@@ -28,8 +28,9 @@ class BadImage:
         self.error = error
 
 
-def _prepare_batch(images, preprocessing, rows, indices, on_error,
-                   memory_format, pin_memory):
+def _prepare_batch(
+    images, preprocessing, rows, indices, on_error, memory_format, pin_memory
+):
     """Decode, resize and crop the images of ``rows`` into one float batch."""
     crops, failed = [], []
     for row in rows:
@@ -62,8 +63,12 @@ def _normalized_batch(crops, preprocessing, memory_format, pin_memory):
     images (None) are zeros before normalisation.
     """
     c, h, w = next(t for t in crops if t is not None).shape
-    batch = torch.empty((len(crops), c, h, w), dtype=torch.float32,
-                        memory_format=memory_format, pin_memory=pin_memory)
+    batch = torch.empty(
+        (len(crops), c, h, w),
+        dtype=torch.float32,
+        memory_format=memory_format,
+        pin_memory=pin_memory,
+    )
     uint8 = [t is None or t.dtype == torch.uint8 for t in crops]
     for row, crop, is_uint8 in zip(batch, crops, uint8):
         if crop is None:
@@ -74,8 +79,9 @@ def _normalized_batch(crops, preprocessing, memory_format, pin_memory):
             row.div_(255.0)
     if all(uint8):
         batch.div_(255.0)
-    mean, std = _normalization(tuple(preprocessing.mean), tuple(preprocessing.std),
-                               (c, h, w), memory_format)
+    mean, std = _normalization(
+        tuple(preprocessing.mean), tuple(preprocessing.std), (c, h, w), memory_format
+    )
     return batch.sub_(mean).div_(std)
 
 
@@ -86,6 +92,7 @@ def _normalization(mean, std, shape, memory_format):
     Broadcasting (C, 1, 1) over a channels-last batch does not vectorise
     (10x slower); a full image of the same layout does.
     """
+
     def full(values):
         t = torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
         return t.expand((1,) + shape).contiguous(memory_format=memory_format)
@@ -93,9 +100,17 @@ def _normalization(mean, std, shape, memory_format):
     return full(mean), full(std)
 
 
-def iter_image_batches(images, preprocessing, batch_size, *, n_threads=1,
-                       on_error="raise", indices=None, channels_last=False,
-                       pin_memory=False):
+def iter_image_batches(
+    images,
+    preprocessing,
+    batch_size,
+    *,
+    n_threads=1,
+    on_error="raise",
+    indices=None,
+    channels_last=False,
+    pin_memory=False,
+):
     """Yield ``(rows, batch, failed)`` with batches prepared ahead in threads.
 
     ``indices`` (default: all) are the images to read, in output order;
@@ -130,11 +145,20 @@ def iter_array_batches(X, batch_size):
     """Batches of a float32 tensor, for backbones that take tensors as they are."""
     for start in range(0, len(X), batch_size):
         idx = list(range(start, min(start + batch_size, len(X))))
-        yield idx, X[start:start + batch_size], []
+        yield idx, X[start : start + batch_size], []
 
 
-def run_inference(model, batches, n_samples, *, device, precision="float32",
-                  channels_last=False, progress=None, n_features=None):
+def run_inference(
+    model,
+    batches,
+    n_samples,
+    *,
+    device,
+    precision="float32",
+    channels_last=False,
+    progress=None,
+    n_features=None,
+):
     """Run ``model`` over ``batches``; return (float32 array, list of BadImage)."""
     out = None
     failures = []
@@ -150,7 +174,7 @@ def run_inference(model, batches, n_samples, *, device, precision="float32",
                 y = y.float().cpu().numpy()
                 if out is None:
                     out = np.empty((n_samples, y.shape[1]), dtype=np.float32)
-                out[indices[0]:indices[-1] + 1] = y
+                out[indices[0] : indices[-1] + 1] = y
             if progress is not None:
                 progress.update(len(indices))
     if out is None:  # every image failed

@@ -50,8 +50,9 @@ def restore_input_attributes(estimator, fitted):
     if "n_features_in_" in fitted:
         estimator.n_features_in_ = fitted["n_features_in_"]
     if "feature_names_in_" in fitted:
-        estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"],
-                                                 dtype=object)
+        estimator.feature_names_in_ = np.asarray(
+            fitted["feature_names_in_"], dtype=object
+        )
     if "input_sample_shape" in fitted:
         estimator._input_sample_shape = tuple(fitted["input_sample_shape"])
 
@@ -97,16 +98,17 @@ class InputSpec:
         if is_2d_numeric(X):
             if isinstance(X, torch.Tensor):
                 X = X.numpy()
-            X = validate_data(estimator, X, reset=reset, dtype=None,
-                              ensure_all_finite=False)
-        return as_image_sequence(X, image_shape=self.image_shape,
-                                 channels=self.channels)
+            X = validate_data(
+                estimator, X, reset=reset, dtype=None, ensure_all_finite=False
+            )
+        return as_image_sequence(
+            X, image_shape=self.image_shape, channels=self.channels
+        )
 
     def _read_passthrough(self, estimator, X, reset):
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
-        X = validate_data(estimator, X, reset=reset, dtype=np.float32,
-                          allow_nd=True)
+        X = validate_data(estimator, X, reset=reset, dtype=np.float32, allow_nd=True)
         if reset:
             # As validate_data records n_features_in_: the shape of one sample,
             # which sktransfer.load needs to rebuild a passthrough extractor.

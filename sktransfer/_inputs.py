@@ -69,8 +69,9 @@ class ImageSequence:
         elif self.kind == "pil":
             image = _pil_to_tensor(item, where)
         else:  # "hwc": an array (H, W, C); "chw": a tensor or array (C, H, W)
-            image = _array_to_tensor(item, channels_last=self.kind == "hwc",
-                                     where=where)
+            image = _array_to_tensor(
+                item, channels_last=self.kind == "hwc", where=where
+            )
         if image.shape[1] == 0 or image.shape[2] == 0:
             raise ValueError(
                 f"{where} is an empty image of {image.shape[1]} x "
@@ -127,7 +128,9 @@ def as_image_sequence(X, *, image_shape=None, channels=3, name="X"):
         )
     items = list(X)
     _check_not_empty(len(items), name)
-    return ImageSequence(items, _kind_of_items(items, name), channels=channels, name=name)
+    return ImageSequence(
+        items, _kind_of_items(items, name), channels=channels, name=name
+    )
 
 
 def _unwrap_pandas(X, image_shape, name):
@@ -175,8 +178,12 @@ def _kind_of_items(items, name):
             f"must be a path (str or pathlib.Path), a PIL image, a numpy array "
             f"(H, W) or (H, W, C), or a torch tensor (C, H, W)."
         )
-    expected = {"path": (str, os.PathLike), "pil": Image.Image,
-                "chw": torch.Tensor, "hwc": np.ndarray}[kind]
+    expected = {
+        "path": (str, os.PathLike),
+        "pil": Image.Image,
+        "chw": torch.Tensor,
+        "hwc": np.ndarray,
+    }[kind]
     for i, item in enumerate(items):
         if not isinstance(item, expected):
             raise TypeError(
@@ -304,12 +311,12 @@ def _array_to_tensor(array, *, channels_last, where):
     c = array.shape[-1] if channels_last else array.shape[0]
     if c not in _CHANNELS:
         raise ValueError(
-            f"{where} has {c} channels (shape {array.shape}); expected "
-            f"1, 3 or 4."
+            f"{where} has {c} channels (shape {array.shape}); expected 1, 3 or 4."
         )
     check_pixels(array, where)
-    array = np.ascontiguousarray(array, dtype=np.float32 if array.dtype.kind == "f"
-                                 else np.uint8)
+    array = np.ascontiguousarray(
+        array, dtype=np.float32 if array.dtype.kind == "f" else np.uint8
+    )
     if not array.flags.writeable:  # e.g. pandas' read-only arrays
         array = array.copy()
     # (H, W, C) pixels keep their memory layout (a permuted view, no copy):
@@ -338,8 +345,9 @@ def _load_path(path, index, name):
             "Check that it is a complete image file, or pass on_error='warn' to "
             "skip unreadable images.",
         ) from exc
-    return _array_to_tensor(pixels, channels_last=True,
-                            where=f"{name}[{index}] ({str(path)!r})")
+    return _array_to_tensor(
+        pixels, channels_last=True, where=f"{name}[{index}] ({str(path)!r})"
+    )
 
 
 _PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, IHDR's length, type
@@ -376,8 +384,11 @@ def _is_plain_png(data):
     if len(data) < _PNG_HEAD or not data.startswith(_PNG_START):
         return False
     bit_depth, colour_type, compression, filtering, interlace = data[24:29]
-    return (bit_depth == 8 and colour_type in (0, 2, 6)
-            and compression == filtering == interlace == 0)
+    return (
+        bit_depth == 8
+        and colour_type in (0, 2, 6)
+        and compression == filtering == interlace == 0
+    )
 
 
 def _decode_png_fast(data):
@@ -410,7 +421,7 @@ def _decode_png_fast(data):
         # text) and raises on damage libpng would only warn about.
         Image.open(io.BytesIO(data)).close()
         pixels = codecs.png_decode(stream)
-    except Exception:  # noqa: BLE001 - PIL reads the file again, raises its own error
+    except Exception:
         return None
     if pixels.dtype != np.uint8 or pixels.shape[:2] != (height, width):
         return None
@@ -429,7 +440,7 @@ def _png_pixel_stream(data):
     while pos + 8 <= len(data):
         length, tag = struct.unpack_from(">I4s", data, pos)
         if tag == b"IDAT":
-            idat.append(view[pos:pos + 12 + length])
+            idat.append(view[pos : pos + 12 + length])
         elif idat or tag in (b"IEND", b"acTL"):
             break
         pos += 12 + length

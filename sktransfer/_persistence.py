@@ -88,8 +88,9 @@ def save(estimator, path):
     """
     name = _class_name(estimator)
     check_is_fitted(estimator)
-    params = {k: _encode(v, k, name)
-              for k, v in estimator.get_params(deep=False).items()}
+    params = {
+        k: _encode(v, k, name) for k, v in estimator.get_params(deep=False).items()
+    }
     tensors, fitted = estimator._export()
     from . import __version__
 
@@ -148,8 +149,9 @@ def load(path, *, device=None):
     name = config["class"]
     cls = getattr(importlib.import_module(_CLASSES[name], __package__), name)
     params = _read_params(config, cls, folder)
-    _check_backbone_available(params["backbone"],
-                              f"sktransfer.load: the {name} in {str(folder)!r}")
+    _check_backbone_available(
+        params["backbone"], f"sktransfer.load: the {name} in {str(folder)!r}"
+    )
     weights_path = folder / WEIGHTS_FILE
     try:
         tensors = load_file(str(weights_path), device="cpu")
@@ -218,8 +220,11 @@ def plain_state(estimator, state):
 
     name = type(estimator).__name__
     tensors, fitted = estimator._export()
-    kept = {k: v for k, v in state.items()
-            if k in _KEPT or k in estimator._get_param_names()}
+    kept = {
+        k: v
+        for k, v in state.items()
+        if k in _KEPT or k in estimator._get_param_names()
+    }
     kept[FITTED_STATE] = {
         "format_version": FORMAT_VERSION,
         "sktransfer_version": __version__,
@@ -250,9 +255,12 @@ def restore_plain_state(estimator, saved):
         )
     _check_backbone_available(estimator.backbone, f"Cannot unpickle this {name}: it")
     tensors = load_safetensors(saved["weights"])
-    device = _saved_device(estimator.device, name,
-                           "To choose the device, save it with sktransfer.save "
-                           "and load it with sktransfer.load(path, device=...).")
+    device = _saved_device(
+        estimator.device,
+        name,
+        "To choose the device, save it with sktransfer.save "
+        "and load it with sktransfer.load(path, device=...).",
+    )
     estimator._restore(tensors, saved["fitted"], device)
 
 
@@ -283,14 +291,26 @@ def skops_trusted_types():
     from ._extractor import PretrainedFeatureExtractor
     from ._finetune import FineTunedClassifier, FineTunedRegressor
 
-    return [f"{cls.__module__}.{cls.__qualname__}"
-            for cls in (PretrainedFeatureExtractor, FineTunedClassifier,
-                        FineTunedRegressor, FeatureCache)]
+    return [
+        f"{cls.__module__}.{cls.__qualname__}"
+        for cls in (
+            PretrainedFeatureExtractor,
+            FineTunedClassifier,
+            FineTunedRegressor,
+            FeatureCache,
+        )
+    ]
 
 
 # -- parameters as JSON -------------------------------------------------------
-_TAGS = ("__tuple__", "__dict__", "__float__", "__path__", "__device__",
-         "__torchvision_weights__")
+_TAGS = (
+    "__tuple__",
+    "__dict__",
+    "__float__",
+    "__path__",
+    "__device__",
+    "__torchvision_weights__",
+)
 
 
 def _encode(value, name, owner):
@@ -315,10 +335,15 @@ def _encode(value, name, owner):
         return {"__torchvision_weights__": weights_enum}
     if isinstance(value, Mapping) and not _is_state_dict(value):
         if all(isinstance(k, str) for k in value) and not (
-                len(value) == 1 and next(iter(value)) in _TAGS):
+            len(value) == 1 and next(iter(value)) in _TAGS
+        ):
             return {k: _encode(v, name, owner) for k, v in value.items()}
-        return {"__dict__": [[_encode(k, name, owner), _encode(v, name, owner)]
-                             for k, v in value.items()]}
+        return {
+            "__dict__": [
+                [_encode(k, name, owner), _encode(v, name, owner)]
+                for k, v in value.items()
+            ]
+        }
     raise ValueError(_unsaveable(value, name, owner))
 
 
@@ -348,8 +373,10 @@ def _decode(value):
 
 def _unsaveable(value, name, owner):
     what = "state dict" if _is_state_dict(value) else type(value).__name__
-    head = (f"sktransfer.save: {owner}'s parameter {name} is a {what}, which the "
-            f"saved JSON config cannot hold.")
+    head = (
+        f"sktransfer.save: {owner}'s parameter {name} is a {what}, which the "
+        f"saved JSON config cannot hold."
+    )
     if isinstance(value, nn.Module):
         return (
             f"{head} sktransfer.save stores the backbone by name, so that "
@@ -377,7 +404,8 @@ def _unsaveable(value, name, owner):
 
 def _is_state_dict(value):
     return isinstance(value, Mapping) and any(
-        isinstance(v, torch.Tensor) for v in value.values())
+        isinstance(v, torch.Tensor) for v in value.values()
+    )
 
 
 def _torchvision_weights_name(value):
@@ -423,8 +451,9 @@ def _cpu_tensors(tensors, owner):
 def _write_folder(path, text, tensors):
     from safetensors.torch import save_file
 
-    if path.exists() and not (path.is_dir() and (
-            not any(path.iterdir()) or (path / CONFIG_FILE).is_file())):
+    if path.exists() and not (
+        path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).is_file())
+    ):
         raise FileExistsError(
             f"sktransfer.save: {str(path)!r} exists and is not a folder written "
             f"by sktransfer.save; choose another path or remove it."
@@ -465,7 +494,7 @@ def _read_config(folder):
     if not isinstance(config, dict) or config.get("format") != "sktransfer":
         raise ValueError(
             f"sktransfer.load: {str(config_path)!r} was not written by "
-            f"sktransfer.save (no \"format\": \"sktransfer\" entry)."
+            f'sktransfer.save (no "format": "sktransfer" entry).'
         )
     version = config.get("format_version")
     saved_by = config.get("sktransfer_version", "an unknown version")
@@ -534,8 +563,9 @@ def _check_backbone_available(backbone, what):
         ) from exc
 
 
-def _saved_device(device, owner, advice="Pass sktransfer.load(path, device=...) "
-                                         "to choose the device."):
+def _saved_device(
+    device, owner, advice="Pass sktransfer.load(path, device=...) to choose the device."
+):
     from ._device import resolve_device
 
     try:
@@ -543,7 +573,10 @@ def _saved_device(device, owner, advice="Pass sktransfer.load(path, device=...) 
     except ValueError:
         warnings.warn(
             f"{owner} was saved with device={device!r}, which is not available "
-            f"here; it is loaded on the CPU. {advice}", UserWarning, stacklevel=3)
+            f"here; it is loaded on the CPU. {advice}",
+            UserWarning,
+            stacklevel=3,
+        )
         return torch.device("cpu")
 
 

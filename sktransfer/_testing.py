@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7
 
 
@@ -34,8 +33,7 @@ def assert_allclose_float32(actual, expected, *, ulps=128, err_msg=""):
     actual = actual.numpy() if isinstance(actual, torch.Tensor) else actual
     expected = expected.numpy() if isinstance(expected, torch.Tensor) else expected
     rtol, atol = float32_tolerance(expected, ulps=ulps)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol,
-                               err_msg=err_msg)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=err_msg)
 
 
 class TinyConvNet(nn.Module):
@@ -48,10 +46,14 @@ class TinyConvNet(nn.Module):
     def __init__(self, in_channels=3, width=8, num_classes=10):
         super().__init__()
         self.block1 = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width),
-            nn.ReLU(), nn.MaxPool2d(2))
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.block2 = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, num_classes)
 
@@ -121,7 +123,8 @@ def save_torchvision_checkpoint(name, weights="DEFAULT", random_state=0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         model = torchvision.models.get_model(
-            name, weights=None, num_classes=len(member.meta["categories"]))
+            name, weights=None, num_classes=len(member.meta["categories"])
+        )
     torch.save(model.state_dict(), path)
     return path
 

@@ -35,7 +35,9 @@ class ImageDataset(torch.utils.data.Dataset):
             return self._memo[i]
         base = self.preprocessing.resize_crop(self.images[i])
         if self._memo_ok is None:
-            self._memo_ok = base.element_size() * base.numel() * len(self) <= _MEMO_BYTES
+            self._memo_ok = (
+                base.element_size() * base.numel() * len(self) <= _MEMO_BYTES
+            )
         if self._memo_ok:
             self._memo[i] = base
         return base

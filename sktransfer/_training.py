@@ -74,6 +74,7 @@ def split_blocks(body):
     -------
     blocks : list of (str, list of str)
     """
+
     def count(module):
         return sum(p.numel() for p in module.parameters())
 
@@ -85,7 +86,7 @@ def split_blocks(body):
         for i, (name, module) in enumerate(entries):
             kids = [(f"{name}.{n}", m) for n, m in module.named_children() if count(m)]
             if count(module) > total / 2 and len(kids) > 1:
-                entries[i:i + 1] = kids
+                entries[i : i + 1] = kids
                 changed = True
                 break
     blocks = []
@@ -141,8 +142,9 @@ class FreezeSchedule(Callback):
     def on_epoch_begin(self, net, **kwargs):
         epoch = len(net.history) - 1
         module = net.module_
-        module.set_frozen(frozen_blocks(module.blocks, self.freeze, epoch,
-                                        self.freeze_epochs))
+        module.set_frozen(
+            frozen_blocks(module.blocks, self.freeze, epoch, self.freeze_epochs)
+        )
 
 
 class RecordLR(Callback):
@@ -154,7 +156,7 @@ class RecordLR(Callback):
 
 def warmup_cosine(total_steps, warmup):
     """LambdaLR factor: linear warmup over ``warmup`` of the steps, then cosine."""
-    warm = max(1, int(round(total_steps * warmup))) if warmup > 0 else 0
+    warm = max(1, round(total_steps * warmup)) if warmup > 0 else 0
 
     def factor(step):
         if step < warm:
@@ -179,15 +181,20 @@ def schedule_callback(schedule, total_steps, warmup):
         if pct_start * total_steps <= 1:
             pct_start = 0.5 / total_steps
         return LRScheduler(
-            policy=_OneCycle, step_every="batch", total_steps=total_steps,
-            pct_start=pct_start, last_epoch=-1,
+            policy=_OneCycle,
+            step_every="batch",
+            total_steps=total_steps,
+            pct_start=pct_start,
+            last_epoch=-1,
         )
     # last_epoch=-1: skorch would otherwise start the scheduler at the epoch
     # count of the history, which is wrong for per-batch steps when a run
     # resumes from a checkpoint (the scheduler's own state is restored then).
     return LRScheduler(
-        policy=torch.optim.lr_scheduler.LambdaLR, step_every="batch",
-        lr_lambda=warmup_cosine(total_steps, warmup), last_epoch=-1,
+        policy=torch.optim.lr_scheduler.LambdaLR,
+        step_every="batch",
+        lr_lambda=warmup_cosine(total_steps, warmup),
+        last_epoch=-1,
     )
 
 
@@ -196,8 +203,13 @@ class _OneCycle(torch.optim.lr_scheduler.OneCycleLR):
 
     def __init__(self, optimizer, total_steps, pct_start, last_epoch=-1):
         max_lr = [group["lr"] for group in optimizer.param_groups]
-        super().__init__(optimizer, max_lr=max_lr, total_steps=total_steps,
-                         pct_start=pct_start, last_epoch=last_epoch)
+        super().__init__(
+            optimizer,
+            max_lr=max_lr,
+            total_steps=total_steps,
+            pct_start=pct_start,
+            last_epoch=last_epoch,
+        )
 
     def step(self, epoch=None):
         # skorch may step once more than total_steps after the last batch.

@@ -15,15 +15,28 @@ def check_choice(owner, name, value, choices):
 def check_int(owner, name, value, *, minimum=1, allow_none=False):
     if value is None and allow_none:
         return
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or value < minimum
+    ):
         raise ValueError(
             f"{owner}: {name} must be an int >= {minimum}"
             f"{' or None' if allow_none else ''}, got {value!r}."
         )
 
 
-def check_float(owner, name, value, *, low, high, low_inclusive=True,
-                high_inclusive=True, allow_none=False):
+def check_float(
+    owner,
+    name,
+    value,
+    *,
+    low,
+    high,
+    low_inclusive=True,
+    high_inclusive=True,
+    allow_none=False,
+):
     if value is None and allow_none:
         return
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -287,8 +287,7 @@ def load_fashion_mnist(
     """
     if subset not in _SUBSET_FILES:
         raise ValueError(
-            f"load_fashion_mnist: subset must be 'train' or 'test', got "
-            f"{subset!r}."
+            f"load_fashion_mnist: subset must be 'train' or 'test', got {subset!r}."
         )
     if data_home is None:
         data_home = _default_data_home()
@@ -419,9 +418,7 @@ def load_dataset(name, **kwargs):
 
 
 def _check_n_per_class(n_per_class):
-    if isinstance(n_per_class, bool) or not isinstance(
-        n_per_class, numbers.Integral
-    ):
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral):
         raise TypeError(
             "n_per_class must be a positive int, got "
             f"{type(n_per_class).__name__} {n_per_class!r}."

@@ -10,8 +10,8 @@ from torch import nn
 
 from sktransfer import (
     BackboneSpec,
-    PretrainedFeatureExtractor,
     Preprocessing,
+    PretrainedFeatureExtractor,
     list_backbones,
     register_backbone,
 )
@@ -63,9 +63,12 @@ def test_list_backbones_has_torchvision_models():
 
 
 def test_list_backbones_invalid_source():
-    with pytest.raises(ValueError, match=re.escape(
-            "source must be None, 'registered', 'torchvision' or 'timm', got "
-            "'hub'.")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "source must be None, 'registered', 'torchvision' or 'timm', got 'hub'."
+        ),
+    ):
         list_backbones("hub")
 
 
@@ -78,39 +81,52 @@ def test_torchvision_prefix_is_accepted():
 
 
 def test_ambiguous_backbone_name_lists_the_candidates(images):
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Ambiguous backbone 'vit': 5 backbone names start with it. Did you mean "
             "one of ['vit_b_16', 'vit_b_32', 'vit_h_14', 'vit_l_16', 'vit_l_32']? "
             "See sktransfer.list_backbones() for the names available, use "
-            "'timm:<name>' for timm models, or pass an nn.Module.")):
+            "'timm:<name>' for timm models, or pass an nn.Module."
+        ),
+    ):
         PretrainedFeatureExtractor("vit").fit(images)
 
 
 @pytest.mark.parametrize("name", ["resnet-18", "ResNet18", "resnt18"])
 def test_unknown_backbone_name_suggests_close_names(name, images):
-    with pytest.raises(ValueError, match=re.escape(
-            f"Unknown backbone {name!r}. Did you mean one of ['resnet18'")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"Unknown backbone {name!r}. Did you mean one of ['resnet18'"),
+    ):
         PretrainedFeatureExtractor(name).fit(images)
 
 
 def test_unknown_backbone_without_close_names(images):
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Unknown backbone 'xyzzy'. See sktransfer.list_backbones() for the names "
             "available, use 'timm:<name>' for timm models, or pass an "
-            "nn.Module.")):
+            "nn.Module."
+        ),
+    ):
         PretrainedFeatureExtractor("xyzzy").fit(images)
 
 
 def test_backbone_of_wrong_type(images):
-    with pytest.raises(TypeError, match=re.escape(
-            "backbone must be a name (str) or an nn.Module, got type.")):
+    with pytest.raises(
+        TypeError,
+        match=re.escape("backbone must be a name (str) or an nn.Module, got type."),
+    ):
         PretrainedFeatureExtractor(TinyConvNet).fit(images)  # the class, not one
 
 
 def test_registered_names_are_suggested(registered):
     registered("test_my_special_net", seeded_convnet)
-    with pytest.raises(ValueError, match=re.escape(
-            "Did you mean one of ['test_my_special_net']?")):
+    with pytest.raises(
+        ValueError, match=re.escape("Did you mean one of ['test_my_special_net']?")
+    ):
         get_backbone_spec("test_my_specal_net")
 
 
@@ -118,12 +134,14 @@ def test_registered_names_are_suggested(registered):
 
 
 def test_register_list_and_use(registered, images):
-    spec = registered("test_tiny", seeded_convnet, preprocessing=SMALL,
-                      description="a tiny test net")
+    spec = registered(
+        "test_tiny", seeded_convnet, preprocessing=SMALL, description="a tiny test net"
+    )
     assert isinstance(spec, BackboneSpec)
     assert spec.source == "custom" and spec.description == "a tiny test net"
     assert "test_tiny" in list_backbones() and "test_tiny" in list_backbones(
-        "registered")
+        "registered"
+    )
     assert "test_tiny" not in list_backbones("torchvision")
     assert get_backbone_spec("test_tiny") is spec
     est = PretrainedFeatureExtractor("test_tiny").fit(images)
@@ -140,23 +158,40 @@ def test_register_list_and_use(registered, images):
 
 def test_duplicate_registration(registered):
     registered("test_dup", seeded_convnet)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "A backbone named 'test_dup' already exists; pass overwrite=True to "
-            "replace it, or choose another name.")):
+            "replace it, or choose another name."
+        ),
+    ):
         register_backbone("test_dup", seeded_convnet)
-    with pytest.raises(ValueError, match=re.escape(
-            "A backbone named 'resnet18' already exists")):
+    with pytest.raises(
+        ValueError, match=re.escape("A backbone named 'resnet18' already exists")
+    ):
         register_backbone("resnet18", seeded_convnet)
-    replacement = registered("test_dup", seeded_convnet, overwrite=True,
-                             description="second")
+    replacement = registered(
+        "test_dup", seeded_convnet, overwrite=True, description="second"
+    )
     assert get_backbone_spec("test_dup") is replacement
 
 
-@pytest.mark.parametrize(("args", "error", "match"), [
-    (("", seeded_convnet), TypeError, "Backbone name must be a non-empty str, got ''."),
-    ((3, seeded_convnet), TypeError, "Backbone name must be a non-empty str, got 3."),
-    (("test_bad", "resnet18"), TypeError, "create must be callable, got str."),
-])
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (
+            ("", seeded_convnet),
+            TypeError,
+            "Backbone name must be a non-empty str, got ''.",
+        ),
+        (
+            (3, seeded_convnet),
+            TypeError,
+            "Backbone name must be a non-empty str, got 3.",
+        ),
+        (("test_bad", "resnet18"), TypeError, "create must be callable, got str."),
+    ],
+)
 def test_register_invalid_arguments(args, error, match):
     with pytest.raises(error, match=re.escape(match)):
         register_backbone(*args)
@@ -164,32 +199,42 @@ def test_register_invalid_arguments(args, error, match):
 
 
 def test_register_invalid_preprocessing():
-    with pytest.raises(TypeError, match=re.escape(
-            "preprocessing must be a Preprocessing, a dict or a callable, got "
-            "int.")):
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "preprocessing must be a Preprocessing, a dict or a callable, got int."
+        ),
+    ):
         register_backbone("test_bad", seeded_convnet, preprocessing=16)
-    with pytest.raises(ValueError, match=re.escape(
-            "Unknown preprocessing key(s) ['size']")):
+    with pytest.raises(
+        ValueError, match=re.escape("Unknown preprocessing key(s) ['size']")
+    ):
         register_backbone("test_bad", seeded_convnet, preprocessing={"size": 16})
     assert "test_bad" not in list_backbones()
 
 
 def test_unregister_unknown_name():
-    with pytest.raises(KeyError, match="No registered backbone named 'resnet18'."):
+    with pytest.raises(KeyError, match=r"No registered backbone named 'resnet18'\."):
         unregister_backbone("resnet18")
 
 
-@pytest.mark.parametrize("preprocessing", [
-    Preprocessing(resize_size=20, crop_size=12, mean=(0.5,) * 3, std=(0.5,) * 3),
-    {"resize_size": 20, "crop_size": 12, "mean": (0.5,) * 3, "std": (0.5,) * 3},
-    lambda weights: Preprocessing(resize_size=20, crop_size=12, mean=(0.5,) * 3,
-                                  std=(0.5,) * 3),
-], ids=["Preprocessing", "dict", "callable"])
+@pytest.mark.parametrize(
+    "preprocessing",
+    [
+        Preprocessing(resize_size=20, crop_size=12, mean=(0.5,) * 3, std=(0.5,) * 3),
+        {"resize_size": 20, "crop_size": 12, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+        lambda weights: Preprocessing(
+            resize_size=20, crop_size=12, mean=(0.5,) * 3, std=(0.5,) * 3
+        ),
+    ],
+    ids=["Preprocessing", "dict", "callable"],
+)
 def test_registered_preprocessing_is_used(preprocessing, registered, images):
     registered("test_pre", seeded_convnet, preprocessing=preprocessing)
     est = PretrainedFeatureExtractor("test_pre").fit(images)
-    assert est.preprocessing_ == Preprocessing(resize_size=20, crop_size=12,
-                                               mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert est.preprocessing_ == Preprocessing(
+        resize_size=20, crop_size=12, mean=(0.5,) * 3, std=(0.5,) * 3
+    )
     est.set_params(preprocessing={"crop_size": 8}).fit(images)
     assert est.preprocessing_.crop_size == 8 and est.preprocessing_.resize_size == 20
 
@@ -205,18 +250,24 @@ def test_registered_weights_reach_create(registered, images):
     for weights in ("DEFAULT", "B", None):
         PretrainedFeatureExtractor("test_w", weights=weights).fit(images)
     assert calls == ["A", "B", None]
-    with pytest.raises(TypeError, match=re.escape(
-            "Backbone 'test_w' takes named weights as a str, got int.")):
+    with pytest.raises(
+        TypeError,
+        match=re.escape("Backbone 'test_w' takes named weights as a str, got int."),
+    ):
         PretrainedFeatureExtractor("test_w", weights=1).fit(images)
 
 
 def test_spec_without_resolve_weights_accepts_only_default():
     spec = BackboneSpec(name="bare", create=seeded_convnet, source="custom")
     assert spec.weights_for("DEFAULT") == ("DEFAULT", "custom:bare:DEFAULT")
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Backbone 'bare' has only weights='DEFAULT' as named pretrained "
             "weights; got 'V2'. Pass a checkpoint path or a state dict for other "
-            "weights, or weights=None for random initialisation.")):
+            "weights, or weights=None for random initialisation."
+        ),
+    ):
         spec.weights_for("V2")
 
 
@@ -228,42 +279,58 @@ def test_last_linear_is_the_head_by_default(registered, images):
     default = PretrainedFeatureExtractor("test_head").fit_transform(images)
     registered("test_head_fc", seeded_convnet, preprocessing=SMALL, head="fc")
     np.testing.assert_array_equal(
-        PretrainedFeatureExtractor("test_head_fc").fit_transform(images), default)
+        PretrainedFeatureExtractor("test_head_fc").fit_transform(images), default
+    )
     assert default.shape == (3, 8)  # width, not num_classes=10
 
 
 def test_explicit_head_is_dropped(registered, images):
     # classifies with a 1x1 convolution, as SqueezeNet does: no nn.Linear
     def create(weights):
-        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 7, 1),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3),
+            nn.ReLU(),
+            nn.Conv2d(4, 7, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
 
     registered("test_conv_head", create, preprocessing=SMALL, head="2")
-    assert PretrainedFeatureExtractor("test_conv_head").fit_transform(
-        images).shape == (3, 4)
+    assert PretrainedFeatureExtractor("test_conv_head").fit_transform(images).shape == (
+        3,
+        4,
+    )
     registered("test_conv_no_head", create, preprocessing=SMALL)
     assert PretrainedFeatureExtractor("test_conv_no_head").fit_transform(
-        images).shape == (3, 7)
+        images
+    ).shape == (3, 7)
 
 
 def test_backbone_without_linear_keeps_its_output(registered, images):
-    registered("test_conv_only", lambda weights: nn.Sequential(
-        nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-        preprocessing=SMALL)
+    registered(
+        "test_conv_only",
+        lambda weights: nn.Sequential(
+            nn.Conv2d(3, 5, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        ),
+        preprocessing=SMALL,
+    )
     est = PretrainedFeatureExtractor("test_conv_only").fit(images)
     assert est.n_features_out_ == 5
 
 
 def test_squeezenet_head_is_its_final_convolution(images):
-    est = PretrainedFeatureExtractor("squeezenet1_1", weights=None,
-                                     preprocessing={"resize_size": 64,
-                                                    "crop_size": 64})
+    est = PretrainedFeatureExtractor(
+        "squeezenet1_1",
+        weights=None,
+        preprocessing={"resize_size": 64, "crop_size": 64},
+    )
     assert est.fit_transform(images).shape == (3, 512)  # not 1000 classes
 
 
 def test_vit_default_features_are_the_class_token(images):
     est = PretrainedFeatureExtractor(
-        "vit_b_16", weights=None, preprocessing={"resize_size": 224, "crop_size": 224})
+        "vit_b_16", weights=None, preprocessing={"resize_size": 224, "crop_size": 224}
+    )
     assert est.fit(images[:1]).n_features_out_ == 768
     assert isinstance(est.backbone_.body.heads.head, nn.Identity)
 
@@ -271,16 +338,27 @@ def test_vit_default_features_are_the_class_token(images):
 # -- preprocessing that travels with the weights ----------------------------------
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("resnet18", Preprocessing(resize_size=256, crop_size=224,
-                               interpolation="bilinear")),
-    ("efficientnet_b0", Preprocessing(resize_size=256, crop_size=224,
-                                      interpolation="bicubic")),
-    ("vit_b_16", Preprocessing(resize_size=256, crop_size=224,
-                               interpolation="bilinear")),
-    ("inception_v3", Preprocessing(resize_size=342, crop_size=299,
-                                   interpolation="bilinear")),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "resnet18",
+            Preprocessing(resize_size=256, crop_size=224, interpolation="bilinear"),
+        ),
+        (
+            "efficientnet_b0",
+            Preprocessing(resize_size=256, crop_size=224, interpolation="bicubic"),
+        ),
+        (
+            "vit_b_16",
+            Preprocessing(resize_size=256, crop_size=224, interpolation="bilinear"),
+        ),
+        (
+            "inception_v3",
+            Preprocessing(resize_size=342, crop_size=299, interpolation="bilinear"),
+        ),
+    ],
+)
 def test_torchvision_preprocessing_comes_from_the_weights(name, expected):
     spec = get_backbone_spec(name)
     assert spec.preprocessing(None) == expected
@@ -293,6 +371,8 @@ def test_torchvision_weights_resolve_without_building_the_model():
 
     spec = get_backbone_spec("resnet18")
     assert spec.weights_for("DEFAULT") == (
-        ResNet18_Weights.IMAGENET1K_V1, "torchvision:ResNet18_Weights.IMAGENET1K_V1")
+        ResNet18_Weights.IMAGENET1K_V1,
+        "torchvision:ResNet18_Weights.IMAGENET1K_V1",
+    )
     assert spec.head is None
     assert get_backbone_spec("squeezenet1_0").head == "classifier.1"

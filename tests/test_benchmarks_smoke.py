@@ -12,12 +12,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_speed_benchmark_smoke_writes_json_and_markdown(tmp_path):
     script = ROOT / "benchmarks" / "speed" / "run.py"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
-                   check=True, capture_output=True, timeout=600, env=env)
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["smoke"] is True
-    for section in ("throughput", "cache_grid", "linear_probe", "finetune_epoch",
-                    "memory"):
+    for section in (
+        "throughput",
+        "cache_grid",
+        "linear_probe",
+        "finetune_epoch",
+        "memory",
+    ):
         assert section in report
     contenders = {row["contender"] for row in report["throughput"]["rows"]}
     assert {"forward pass only", "sktransfer transform"} <= contenders

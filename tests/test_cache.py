@@ -40,8 +40,13 @@ class OtherNet(TinyConvNet):
 
 
 def make_extractor(cache, **params):
-    params = {"backbone": seeded(TinyConvNet), "preprocessing": SMALL,
-              "device": "cpu", "cache": cache, **params}
+    params = {
+        "backbone": seeded(TinyConvNet),
+        "preprocessing": SMALL,
+        "device": "cpu",
+        "cache": cache,
+        **params,
+    }
     return PretrainedFeatureExtractor(**params)
 
 
@@ -65,14 +70,19 @@ def fill(cache, images, **params):
 VARIANTS = {
     "weights": {"backbone": seeded(TinyConvNet, seed=1)},
     "backbone": {"backbone": seeded(OtherNet)},
-    "preprocessing resize_size": {"preprocessing": {"resize_size": 17, "crop_size": 16}},
+    "preprocessing resize_size": {
+        "preprocessing": {"resize_size": 17, "crop_size": 16}
+    },
     "preprocessing crop_size": {"preprocessing": {"resize_size": 16, "crop_size": 14}},
-    "preprocessing interpolation": {"preprocessing": {**SMALL, "interpolation": "bicubic"}},
+    "preprocessing interpolation": {
+        "preprocessing": {**SMALL, "interpolation": "bicubic"}
+    },
     "preprocessing mean": {"preprocessing": {**SMALL, "mean": (0.5, 0.5, 0.5)}},
     "preprocessing std": {"preprocessing": {**SMALL, "std": (0.5, 0.5, 0.5)}},
-    "preprocessing channels": {"backbone": seeded(TinyConvNet, in_channels=1),
-                               "preprocessing": {**SMALL, "channels": 1,
-                                                 "mean": (0.5,), "std": (0.5,)}},
+    "preprocessing channels": {
+        "backbone": seeded(TinyConvNet, in_channels=1),
+        "preprocessing": {**SMALL, "channels": 1, "mean": (0.5,), "std": (0.5,)},
+    },
     "layer": {"layer": "block2"},
     "layers": {"layer": ["block1", "block2"]},
     "pooling": {"pooling": "max", "layer": "block2"},
@@ -91,8 +101,11 @@ def test_a_change_of_the_model_key_is_a_miss(change, cache, images):
 
 
 def test_named_backbone_weights_are_in_the_key(cache, images):
-    params = {"backbone": "resnet18", "weights": None,
-              "preprocessing": {"resize_size": 32, "crop_size": 32}}
+    params = {
+        "backbone": "resnet18",
+        "weights": None,
+        "preprocessing": {"resize_size": 32, "crop_size": 32},
+    }
     a = fill(cache, images, random_state=0, **params)
     b = fill(cache, images, random_state=1, **params)
     assert len(cache) == 2 * len(images)
@@ -183,8 +196,12 @@ def test_same_file_under_another_name_hits(cache, images, tmp_path):
 def test_passthrough_rows_are_cached_by_content(cache):
     X = np.random.default_rng(0).random((6, 5)).astype(np.float32)
     extractor = PretrainedFeatureExtractor(
-        TinyMLP(), preprocessing="passthrough", device="cpu", random_state=0,
-        cache=cache).fit(X)
+        TinyMLP(),
+        preprocessing="passthrough",
+        device="cpu",
+        random_state=0,
+        cache=cache,
+    ).fit(X)
     features = extractor.transform(X)
     hits = cache.hits
     np.testing.assert_array_equal(extractor.transform(X[::-1]), features[::-1])
@@ -232,8 +249,9 @@ def test_grid_search_scores_are_identical_with_the_cache(cache):
         return GridSearchCV(pipe, grid, cv=3).fit(X, y)
 
     plain, cached = search(None), search(cache)
-    np.testing.assert_array_equal(cached.cv_results_["mean_test_score"],
-                                  plain.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(
+        cached.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"]
+    )
     assert len(cache) == len(X)
     assert cache.misses == len(X) + 1  # + the first fit's first image
 
@@ -320,7 +338,8 @@ def test_disk_cache_is_shared_by_processes(images, tmp_path):
 
     halves = [images[:3], images[2:]]  # image 2 is written by both
     Parallel(n_jobs=2, backend="loky")(
-        delayed(_extract_in_worker)(str(tmp_path), part) for part in halves)
+        delayed(_extract_in_worker)(str(tmp_path), part) for part in halves
+    )
     reader = FeatureCache(tmp_path)
     features = make_extractor(reader).fit(images).transform(images)
     assert reader.misses == 0
@@ -336,12 +355,14 @@ def test_a_damaged_file_is_recomputed(damage, images, tmp_path):
     key = as_image_sequence(images).key(1)
     path = tmp_path / extractor._cache_key / key[:2] / f"{key}.f32"
     data = path.read_bytes()
-    path.write_bytes({
-        "truncate": data[:-3],
-        "flip a byte": data[:-1] + bytes([data[-1] ^ 0xFF]),
-        "empty": b"",
-        "garbage": b"not a feature vector at all",
-    }[damage])
+    path.write_bytes(
+        {
+            "truncate": data[:-3],
+            "flip a byte": data[:-1] + bytes([data[-1] ^ 0xFF]),
+            "empty": b"",
+            "garbage": b"not a feature vector at all",
+        }[damage]
+    )
     reader = FeatureCache(tmp_path)
     again = make_extractor(reader).fit(images).transform(images)
     assert reader.misses == 1
@@ -351,7 +372,8 @@ def test_a_damaged_file_is_recomputed(damage, images, tmp_path):
     np.testing.assert_array_equal(np.delete(again, 1, 0), np.delete(features, 1, 0))
     assert len(path.read_bytes()) == len(data)  # written again, whole
     np.testing.assert_array_equal(
-        reader.get_many(extractor._cache_key, [key])[key], again[1])
+        reader.get_many(extractor._cache_key, [key])[key], again[1]
+    )
 
 
 def test_leftover_temporary_files_are_ignored(images, tmp_path):
@@ -360,7 +382,8 @@ def test_leftover_temporary_files_are_ignored(images, tmp_path):
     (path.parent / f".{path.name}.dead.tmp").write_bytes(b"partial")
     reader = FeatureCache(tmp_path)
     np.testing.assert_array_equal(
-        make_extractor(reader).fit(images).transform(images), features)
+        make_extractor(reader).fit(images).transform(images), features
+    )
     assert reader.misses == 0 and len(reader) == len(images)
 
 
@@ -371,8 +394,11 @@ def test_nan_rows_of_unreadable_images_are_not_cached(cache, images, tmp_path):
         f.write(b"not a png")
     extractor = make_extractor(cache, on_error="warn").fit(paths)
     for _ in range(2):
-        with pytest.warns(UserWarning, match=r"1 of 5 images could not be read.*"
-                                             r"X\[1\]"):
+        with pytest.warns(
+            UserWarning,
+            match=r"1 of 5 images could not be read.*"
+            r"X\[1\]",
+        ):
             features = extractor.transform(paths)
         assert np.isnan(features[1]).all()
         assert np.isfinite(np.delete(features, 1, 0)).all()
@@ -385,12 +411,19 @@ def test_nan_rows_of_unreadable_images_are_not_cached(cache, images, tmp_path):
 
 
 # -- parameters --------------------------------------------------------------
-@pytest.mark.parametrize("cache, error, match", [
-    (42, TypeError, r"PretrainedFeatureExtractor: cache must be None, 'memory', a "
-                    r"folder path \(str or pathlib.Path\) or a "
-                    r"sktransfer.FeatureCache, got an object of type int."),
-    ("__file__", ValueError, r"cache=.* is a file; pass a folder"),
-])
+@pytest.mark.parametrize(
+    "cache, error, match",
+    [
+        (
+            42,
+            TypeError,
+            r"PretrainedFeatureExtractor: cache must be None, 'memory', a "
+            r"folder path \(str or pathlib.Path\) or a "
+            r"sktransfer.FeatureCache, got an object of type int.",
+        ),
+        ("__file__", ValueError, r"cache=.* is a file; pass a folder"),
+    ],
+)
 def test_invalid_cache_is_refused_at_fit(cache, error, match, images):
     if cache == "__file__":
         cache = __file__
@@ -399,11 +432,14 @@ def test_invalid_cache_is_refused_at_fit(cache, error, match, images):
         extractor.fit(images)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"max_bytes": 0}, r"max_bytes must be a positive int or None, got 0"),
-    ({"max_entries": 2.5}, r"max_entries must be a positive int or None, got 2.5"),
-    ({"location": 3}, r"location must be None \(memory\) or a folder path"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_bytes": 0}, r"max_bytes must be a positive int or None, got 0"),
+        ({"max_entries": 2.5}, r"max_entries must be a positive int or None, got 2.5"),
+        ({"location": 3}, r"location must be None \(memory\) or a folder path"),
+    ],
+)
 def test_invalid_feature_cache(kwargs, match):
     error = TypeError if "location" in kwargs else ValueError
     with pytest.raises(error, match=match):

@@ -16,9 +16,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _demo_args(out):
-    return ["demo", "--dataset", "digits", "--sizes", "3", "--seeds", "0",
-            "--test-size", "30", "--image-size", "32", "--finetune-sizes", "3",
-            "--finetune-epochs", "1", "--output", str(out), "--quiet"]
+    return [
+        "demo",
+        "--dataset",
+        "digits",
+        "--sizes",
+        "3",
+        "--seeds",
+        "0",
+        "--test-size",
+        "30",
+        "--image-size",
+        "32",
+        "--finetune-sizes",
+        "3",
+        "--finetune-epochs",
+        "1",
+        "--output",
+        str(out),
+        "--quiet",
+    ]
 
 
 def test_demo_writes_table_json_and_plot(tmp_path, capsys):
@@ -28,8 +45,13 @@ def test_demo_writes_table_json_and_plot(tmp_path, capsys):
     assert "| labels/class | method |" in printed
     report = json.loads((tmp_path / "results.json").read_text())
     methods = {r["method"] for r in report["results"]}
-    assert methods == {"pixels_logreg", "hog_linear_svm", "pixels_rbf_svc",
-                       "linear_probe", "fine_tune"}
+    assert methods == {
+        "pixels_logreg",
+        "hog_linear_svm",
+        "pixels_rbf_svc",
+        "linear_probe",
+        "fine_tune",
+    }
     for r in report["results"]:
         assert r["n_train"] == 30 and r["n_test"] == 30
         assert 0.0 <= r["accuracy"] <= 1.0
@@ -51,7 +73,10 @@ def test_demo_falls_back_to_digits_without_fashion_mnist(tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "Fashion-MNIST is not available here" in out
     assert "apt-get install dataset-fashion-mnist" in out
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["dataset"] == "digits"
+    assert (
+        json.loads((tmp_path / "out" / "results.json").read_text())["dataset"]
+        == "digits"
+    )
 
 
 def test_backbones_command_lists_names(capsys):
@@ -62,7 +87,11 @@ def test_backbones_command_lists_names(capsys):
 
 def test_benchmark_script_smoke(tmp_path):
     script = ROOT / "benchmarks" / "transfer_vs_classical.py"
-    subprocess.run([sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["dataset"] == "digits" and report["results"]

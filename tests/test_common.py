@@ -7,13 +7,23 @@ the real estimators end to end on the data scikit-learn generates.
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sktransfer import FineTunedClassifier, FineTunedRegressor, PretrainedFeatureExtractor
+from sktransfer import (
+    FineTunedClassifier,
+    FineTunedRegressor,
+    PretrainedFeatureExtractor,
+)
 from sktransfer._testing import TinyMLP
 
 # Fine-tuning on the checks' small tabular data sets: full training at a high
 # learning rate, enough epochs for check_classifiers_train and friends.
-_FINETUNE = dict(preprocessing="passthrough", augment="off", max_epochs=10, lr=3e-2,
-                 backbone_lr_ratio=1.0, random_state=0)
+_FINETUNE = dict(
+    preprocessing="passthrough",
+    augment="off",
+    max_epochs=10,
+    lr=3e-2,
+    backbone_lr_ratio=1.0,
+    random_state=0,
+)
 
 # Fast instances: a few milliseconds per fit.
 ESTIMATORS = [
@@ -42,7 +52,8 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks,
-                         xfail_strict=True)
+@parametrize_with_checks(
+    ESTIMATORS, expected_failed_checks=_expected_failed_checks, xfail_strict=True
+)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

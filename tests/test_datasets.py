@@ -129,9 +129,7 @@ def test_load_from_data_home(tmp_path, no_debian, subset):
     assert data.target_names[9] == "Ankle boot"
     assert data.source == str(tmp_path / "fm")
     assert "Fashion-MNIST" in data.DESCR
-    X, y = load_fashion_mnist(
-        subset=subset, data_home=tmp_path / "fm", return_X_y=True
-    )
+    X, y = load_fashion_mnist(subset=subset, data_home=tmp_path / "fm", return_X_y=True)
     np.testing.assert_array_equal(X, images)
     np.testing.assert_array_equal(y, labels)
 
@@ -216,9 +214,7 @@ def test_wrong_image_shape(tmp_path, no_debian):
     images = np.zeros((20, 8, 8), np.uint8)
     path = tmp_path / "train-images-idx3-ubyte.gz"
     path.write_bytes(gzip.compress(idx_bytes(images)))
-    expected = (
-        r"expected uint8 of shape \(n, 28, 28\), got uint8 of shape \(20, 8, 8\)"
-    )
+    expected = r"expected uint8 of shape \(n, 28, 28\), got uint8 of shape \(20, 8, 8\)"
     with pytest.raises(ValueError, match=expected):
         load_fashion_mnist(data_home=tmp_path)
 
@@ -367,7 +363,7 @@ def test_load_digits_images():
 
 
 def test_load_dataset_dispatch(tmp_path, no_debian):
-    X, y = load_dataset("digits", return_X_y=True)
+    X, _ = load_dataset("digits", return_X_y=True)
     assert X.shape == (1797, 8, 8)
     images, _ = write_fake_fashion(tmp_path)
     data = load_dataset("fashion_mnist", data_home=tmp_path)

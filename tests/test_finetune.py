@@ -31,10 +31,23 @@ from sktransfer._training import split_blocks
 
 PRE16 = {"resize_size": 16, "crop_size": 16}
 # Full fine-tuning that learns the shapes task in ~15 epochs.
-FAST = dict(lr=3e-2, backbone_lr_ratio=1.0, freeze="none", augment="off",
-            random_state=0, device="cpu")
-TABULAR = dict(preprocessing="passthrough", augment="off", lr=3e-2,
-               backbone_lr_ratio=1.0, freeze="none", random_state=0, device="cpu")
+FAST = dict(
+    lr=3e-2,
+    backbone_lr_ratio=1.0,
+    freeze="none",
+    augment="off",
+    random_state=0,
+    device="cpu",
+)
+TABULAR = dict(
+    preprocessing="passthrough",
+    augment="off",
+    lr=3e-2,
+    backbone_lr_ratio=1.0,
+    freeze="none",
+    random_state=0,
+    device="cpu",
+)
 
 
 def _seeded(cls, seed=0, **kwargs):
@@ -59,8 +72,9 @@ def _blobs(n, size=16, seed=0):
     r = rng.uniform(1.5, 6, n)
     c = rng.uniform(5, size - 5, (n, 2))
     X = rng.integers(0, 40, (n, size, size, 3))
-    mask = ((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2
-            <= r[:, None, None] ** 2)
+    mask = (yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2 <= r[
+        :, None, None
+    ] ** 2
     X[mask] = 220
     return X.astype(np.uint8), mask.mean(axis=(1, 2)) * 100
 
@@ -97,8 +111,9 @@ def shapes():
 @pytest.fixture(scope="module")
 def shapes_clf(shapes):
     X, y, _, _ = shapes
-    clf = FineTunedClassifier(_seeded(TinyConvNet), preprocessing=PRE16,
-                              max_epochs=15, **FAST)
+    clf = FineTunedClassifier(
+        _seeded(TinyConvNet), preprocessing=PRE16, max_epochs=15, **FAST
+    )
     return clf.fit(X, y)
 
 
@@ -113,8 +128,9 @@ def test_classifier_learns_shapes_far_above_chance(shapes, shapes_clf):
 def test_regressor_learns_blob_area():
     X, y = _blobs(60)
     X_test, y_test = _blobs(60, seed=1)
-    reg = FineTunedRegressor(_seeded(TinyConvNet), preprocessing=PRE16,
-                             max_epochs=15, **FAST).fit(X, y)
+    reg = FineTunedRegressor(
+        _seeded(TinyConvNet), preprocessing=PRE16, max_epochs=15, **FAST
+    ).fit(X, y)
     pred = reg.predict(X_test)
     assert pred.shape == (60,) and pred.dtype == np.float64
     assert reg.score(X_test, y_test) > 0.5
@@ -131,8 +147,13 @@ def test_regressor_tabular_targets(n_targets, target_scaling):
         Y = X @ w + [5.0, -3.0]
         return Y[:, 0] if n_targets is None else Y[:, :n_targets]
 
-    reg = FineTunedRegressor(_seeded(TinyMLP), max_epochs=30, batch_size=16,
-                             target_scaling=target_scaling, **TABULAR)
+    reg = FineTunedRegressor(
+        _seeded(TinyMLP),
+        max_epochs=30,
+        batch_size=16,
+        target_scaling=target_scaling,
+        **TABULAR,
+    )
     reg.fit(X, target(X))
     pred = reg.predict(X_test)
     assert pred.shape == target(X_test).shape
@@ -141,12 +162,16 @@ def test_regressor_tabular_targets(n_targets, target_scaling):
 
 
 # -- labels -------------------------------------------------------------------
-@pytest.mark.parametrize("labels", [
-    np.array(["cat", "dog"]),
-    np.array([5, 2]),
-    np.array(["zebra", "ant", "mole"]),
-    np.array([7, -1, 3]),
-], ids=["str-binary", "int-binary", "str-3", "int-3-unsorted"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array(["cat", "dog"]),
+        np.array([5, 2]),
+        np.array(["zebra", "ant", "mole"]),
+        np.array([7, -1, 3]),
+    ],
+    ids=["str-binary", "int-binary", "str-3", "int-3-unsorted"],
+)
 def test_labels_any_type_and_order(labels):
     rng = np.random.RandomState(0)
     k = len(labels)
@@ -154,8 +179,9 @@ def test_labels_any_type_and_order(labels):
     codes = np.arange(90) % k
     X = (centers[codes] + rng.randn(90, 4)).astype(np.float32)
     y = labels[codes]
-    clf = FineTunedClassifier(_seeded(TinyMLP), max_epochs=20, batch_size=16,
-                              **TABULAR).fit(X, y)
+    clf = FineTunedClassifier(
+        _seeded(TinyMLP), max_epochs=20, batch_size=16, **TABULAR
+    ).fit(X, y)
     np.testing.assert_array_equal(clf.classes_, np.unique(labels))
     pred = clf.predict(X)
     assert pred.dtype == y.dtype and set(pred) <= set(labels)
@@ -171,10 +197,19 @@ def test_random_state_reproducible_and_global_rng_untouched(shapes):
     X, y = shapes[0][:24], shapes[1][:24]
 
     def fit(seed):
-        return FineTunedClassifier(
-            _seeded(TinyConvNet), preprocessing=PRE16, augment="default",
-            max_epochs=2, batch_size=8, random_state=seed, device="cpu",
-        ).fit(X, y).predict_proba(X)
+        return (
+            FineTunedClassifier(
+                _seeded(TinyConvNet),
+                preprocessing=PRE16,
+                augment="default",
+                max_epochs=2,
+                batch_size=8,
+                random_state=seed,
+                device="cpu",
+            )
+            .fit(X, y)
+            .predict_proba(X)
+        )
 
     torch.manual_seed(123)
     before = torch.get_rng_state()
@@ -201,33 +236,48 @@ def _changed_blocks(module, initial):
     return changed
 
 
-@pytest.mark.parametrize("freeze, freeze_epochs, augment, expected", [
-    ("backbone", 1, "off", []),  # precomputed features
-    ("backbone", 1, "light", []),  # the body runs, in eval mode
-    (0, 1, "off", []),
-    (1, 1, "off", ["body.block2.1"]),
-    (2, 1, "off", ["body.block2.0", "body.block2.1"]),
-    ("staged", 3, "off", []),
-    ("staged", 1, "off", ["body.block1", "body.block2.0", "body.block2.1"]),
-    ("none", 1, "off", ["body.block1", "body.block2.0", "body.block2.1"]),
-])
+@pytest.mark.parametrize(
+    "freeze, freeze_epochs, augment, expected",
+    [
+        ("backbone", 1, "off", []),  # precomputed features
+        ("backbone", 1, "light", []),  # the body runs, in eval mode
+        (0, 1, "off", []),
+        (1, 1, "off", ["body.block2.1"]),
+        (2, 1, "off", ["body.block2.0", "body.block2.1"]),
+        ("staged", 3, "off", []),
+        ("staged", 1, "off", ["body.block1", "body.block2.0", "body.block2.1"]),
+        ("none", 1, "off", ["body.block1", "body.block2.0", "body.block2.1"]),
+    ],
+)
 def test_freezing_keeps_frozen_blocks_and_batchnorm_stats(
-        shapes, freeze, freeze_epochs, augment, expected):
+    shapes, freeze, freeze_epochs, augment, expected
+):
     X, y = shapes[0][:24], shapes[1][:24]
     backbone = _seeded(TinyConvNet)
     original = copy.deepcopy(backbone.state_dict())
     snapshot = _Snapshot()
     clf = FineTunedClassifier(
-        backbone, freeze=freeze, freeze_epochs=freeze_epochs, augment=augment,
-        max_epochs=3, batch_size=8, lr=1e-2, backbone_lr_ratio=1.0,
-        preprocessing=PRE16, random_state=0, device="cpu",
+        backbone,
+        freeze=freeze,
+        freeze_epochs=freeze_epochs,
+        augment=augment,
+        max_epochs=3,
+        batch_size=8,
+        lr=1e-2,
+        backbone_lr_ratio=1.0,
+        preprocessing=PRE16,
+        random_state=0,
+        device="cpu",
         net_params={"callbacks": [snapshot]},
     ).fit(X, y)
     module = clf.net_.module_
     # TinyConvNet's block2 holds most parameters, so split_blocks splits it.
     assert module.blocks == split_blocks(module.body)
     assert [n for n, _ in module.blocks] == [
-        "body.block1", "body.block2.0", "body.block2.1"]
+        "body.block1",
+        "body.block2.0",
+        "body.block2.1",
+    ]
     assert sorted(_changed_blocks(module, snapshot.initial)) == expected
     # BatchNorm statistics are part of the blocks' state compared above.
     assert any(k.endswith("running_mean") for k in snapshot.initial)
@@ -250,20 +300,35 @@ def test_user_lazy_module_is_not_initialised():
 
 def test_linear_probe_precompute_matches_slow_path(shapes):
     X, y = shapes[0], shapes[1]
-    kwargs = dict(freeze="backbone", augment="off", max_epochs=4, batch_size=8,
-                  lr=3e-2, preprocessing=PRE16, random_state=0, device="cpu")
+    kwargs = dict(
+        freeze="backbone",
+        augment="off",
+        max_epochs=4,
+        batch_size=8,
+        lr=3e-2,
+        preprocessing=PRE16,
+        random_state=0,
+        device="cpu",
+    )
     fast_snapshot, slow_snapshot = _Snapshot(), _Snapshot()
-    fast = FineTunedClassifier(_seeded(TinyConvNet), **kwargs,
-                               net_params={"callbacks": [fast_snapshot]}).fit(X, y)
+    fast = FineTunedClassifier(
+        _seeded(TinyConvNet), **kwargs, net_params={"callbacks": [fast_snapshot]}
+    ).fit(X, y)
     # Any train_transform turns precomputing off: the body runs every epoch.
-    slow = FineTunedClassifier(_seeded(TinyConvNet), train_transform=lambda x: x,
-                               **kwargs, net_params={"callbacks": [slow_snapshot]})
+    slow = FineTunedClassifier(
+        _seeded(TinyConvNet),
+        train_transform=lambda x: x,
+        **kwargs,
+        net_params={"callbacks": [slow_snapshot]},
+    )
     slow.fit(X, y)
     assert fast_snapshot.precomputed and not slow_snapshot.precomputed
-    np.testing.assert_allclose(fast.predict_proba(X), slow.predict_proba(X),
-                               rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        fast.predict_proba(X), slow.predict_proba(X), rtol=0, atol=1e-5
+    )
     assert fast.history_[-1]["train_loss"] == pytest.approx(
-        slow.history_[-1]["train_loss"], abs=1e-5)
+        slow.history_[-1]["train_loss"], abs=1e-5
+    )
 
 
 # -- augmentation -------------------------------------------------------------
@@ -272,9 +337,16 @@ def test_train_transform_only_in_training(shapes, early_stopping):
     X, y = shapes[0][:20], shapes[1][:20]
     counter = _CountCalls()
     clf = FineTunedClassifier(
-        _seeded(TinyConvNet), train_transform=counter, augment="light",
-        early_stopping=early_stopping, validation_fraction=0.2, max_epochs=2,
-        n_iter_no_change=5, preprocessing=PRE16, random_state=0, device="cpu",
+        _seeded(TinyConvNet),
+        train_transform=counter,
+        augment="light",
+        early_stopping=early_stopping,
+        validation_fraction=0.2,
+        max_epochs=2,
+        n_iter_no_change=5,
+        preprocessing=PRE16,
+        random_state=0,
+        device="cpu",
     ).fit(X, y)
     n_train = 16 if early_stopping else 20  # validation images: no augmentation
     assert counter.calls == 2 * n_train
@@ -288,8 +360,14 @@ def test_train_transform_only_in_training(shapes, early_stopping):
 @pytest.mark.parametrize("augment", ["light", "default"])
 def test_augment_presets_run(shapes, augment):
     X, y = shapes[0][:20], shapes[1][:20]
-    clf = FineTunedClassifier(_seeded(TinyConvNet), augment=augment, max_epochs=1,
-                              preprocessing=PRE16, random_state=0, device="cpu")
+    clf = FineTunedClassifier(
+        _seeded(TinyConvNet),
+        augment=augment,
+        max_epochs=1,
+        preprocessing=PRE16,
+        random_state=0,
+        device="cpu",
+    )
     assert clf.fit(X, y).predict(X).shape == (20,)
 
 
@@ -298,9 +376,17 @@ def test_augment_presets_run(shapes, augment):
 def test_discriminative_learning_rates(shapes, layer_decay):
     X, y = shapes[0][:16], shapes[1][:16]
     clf = FineTunedClassifier(
-        _seeded(TinyConvNet), schedule="constant", lr=0.01, backbone_lr_ratio=0.1,
-        layer_decay=layer_decay, freeze="none", augment="off", max_epochs=1,
-        preprocessing=PRE16, random_state=0, device="cpu",
+        _seeded(TinyConvNet),
+        schedule="constant",
+        lr=0.01,
+        backbone_lr_ratio=0.1,
+        layer_decay=layer_decay,
+        freeze="none",
+        augment="off",
+        max_epochs=1,
+        preprocessing=PRE16,
+        random_state=0,
+        device="cpu",
     ).fit(X, y)
     module = clf.net_.module_
     groups = clf.net_.optimizer_.param_groups
@@ -309,8 +395,11 @@ def test_discriminative_learning_rates(shapes, layer_decay):
     for p in module.head.parameters():
         assert lr_of[id(p)] == pytest.approx(0.01)
     decay = 1.0 if layer_decay is None else layer_decay
-    expected = {"body.block2.1": 1e-3, "body.block2.0": 1e-3 * decay,
-                "body.block1": 1e-3 * decay**2}
+    expected = {
+        "body.block2.1": 1e-3,
+        "body.block2.0": 1e-3 * decay,
+        "body.block1": 1e-3 * decay**2,
+    }
     for name, expected_lr in expected.items():
         params = list(module.body.get_submodule(name).parameters())
         assert params
@@ -322,8 +411,14 @@ def test_discriminative_learning_rates(shapes, layer_decay):
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])
 def test_schedules(schedule):
     X, y = _tabular(64)
-    clf = FineTunedClassifier(_seeded(TinyMLP), schedule=schedule, warmup=0.3,
-                              max_epochs=10, batch_size=16, **TABULAR).fit(X, y)
+    clf = FineTunedClassifier(
+        _seeded(TinyMLP),
+        schedule=schedule,
+        warmup=0.3,
+        max_epochs=10,
+        batch_size=16,
+        **TABULAR,
+    ).fit(X, y)
     lrs = np.array([h["lr"] for h in clf.history_])
     assert len(lrs) == 10
     assert lrs.max() <= 3e-2 * (1 + 1e-6)
@@ -332,7 +427,7 @@ def test_schedules(schedule):
         return
     peak = int(lrs.argmax())
     assert 0 < peak < 9  # rises during warmup, then falls
-    assert np.all(np.diff(lrs[:peak + 1]) > 0)
+    assert np.all(np.diff(lrs[: peak + 1]) > 0)
     assert np.all(np.diff(lrs[peak:]) < 0)
     assert lrs[-1] < 0.05 * lrs.max()
 
@@ -341,8 +436,9 @@ def test_schedules(schedule):
 def test_onecycle_with_at_most_one_warmup_step(n_samples, max_epochs, warmup):
     # One batch per epoch: warmup * steps <= 1 made OneCycleLR divide by zero.
     X, y = _tabular(n_samples)
-    clf = FineTunedClassifier(_seeded(TinyMLP), max_epochs=max_epochs, warmup=warmup,
-                              batch_size=32, **TABULAR).fit(X, y)
+    clf = FineTunedClassifier(
+        _seeded(TinyMLP), max_epochs=max_epochs, warmup=warmup, batch_size=32, **TABULAR
+    ).fit(X, y)
     assert clf.n_epochs_ == max_epochs
 
 
@@ -354,8 +450,13 @@ def test_early_stopping_stops_and_restores_best_weights():
     snapshot = _Snapshot()
     # A large constant learning rate makes the validation loss jump around.
     clf = FineTunedClassifier(
-        _seeded(TinyMLP), early_stopping=True, n_iter_no_change=2, max_epochs=50,
-        schedule="constant", batch_size=16, net_params={"callbacks": [snapshot]},
+        _seeded(TinyMLP),
+        early_stopping=True,
+        n_iter_no_change=2,
+        max_epochs=50,
+        schedule="constant",
+        batch_size=16,
+        net_params={"callbacks": [snapshot]},
         **{**TABULAR, "lr": 1.0},
     ).fit(X, y)
     assert {"valid_loss", "valid_acc"} <= set(clf.history_[0])
@@ -375,15 +476,17 @@ def test_early_stopping_stops_and_restores_best_weights():
 
 def test_regressor_early_stopping_records_r2():
     X, _ = _tabular(60)
-    reg = FineTunedRegressor(_seeded(TinyMLP), early_stopping=True, max_epochs=3,
-                             **TABULAR).fit(X, X[:, 0] * 2)
+    reg = FineTunedRegressor(
+        _seeded(TinyMLP), early_stopping=True, max_epochs=3, **TABULAR
+    ).fit(X, X[:, 0] * 2)
     assert {"valid_loss", "valid_r2"} <= set(reg.history_[0])
 
 
 def test_without_early_stopping_every_sample_trains():
     X, y = _tabular(50)
-    clf = FineTunedClassifier(_seeded(TinyMLP), max_epochs=3, batch_size=16,
-                              **TABULAR).fit(X, y)
+    clf = FineTunedClassifier(
+        _seeded(TinyMLP), max_epochs=3, batch_size=16, **TABULAR
+    ).fit(X, y)
     for row in clf.net_.history:
         assert sum(b["train_batch_size"] for b in row["batches"]) == 50
         assert "valid_loss" not in row
@@ -401,14 +504,17 @@ def _imbalanced():
 def test_class_weight_balanced_and_dict():
     X, y = _imbalanced()
     kwargs = dict(max_epochs=10, batch_size=16, **TABULAR)
-    balanced = FineTunedClassifier(_seeded(TinyMLP), class_weight="balanced",
-                                   **kwargs).fit(X, y)
+    balanced = FineTunedClassifier(
+        _seeded(TinyMLP), class_weight="balanced", **kwargs
+    ).fit(X, y)
     expected = compute_class_weight("balanced", classes=np.unique(y), y=y)
-    np.testing.assert_allclose(balanced.net_.criterion_.weight.numpy(), expected,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        balanced.net_.criterion_.weight.numpy(), expected, rtol=1e-6
+    )
     plain = FineTunedClassifier(_seeded(TinyMLP), **kwargs).fit(X, y)
-    heavy = FineTunedClassifier(_seeded(TinyMLP), class_weight={"rare": 20.0},
-                                **kwargs).fit(X, y)
+    heavy = FineTunedClassifier(
+        _seeded(TinyMLP), class_weight={"rare": 20.0}, **kwargs
+    ).fit(X, y)
     np.testing.assert_allclose(heavy.net_.criterion_.weight.numpy(), [1.0, 20.0])
     assert plain.net_.criterion_.weight is None
     # A heavier rare class is predicted more often.
@@ -417,14 +523,19 @@ def test_class_weight_balanced_and_dict():
 
 def test_class_weight_errors():
     X, y = _imbalanced()
-    clf = FineTunedClassifier(_seeded(TinyMLP), class_weight={"rare": 2, "ghost": 3},
-                              max_epochs=1, **TABULAR)
-    with pytest.raises(ValueError, match=r"FineTunedClassifier: class_weight has "
-                       r"labels \['ghost'\] that are not in y's classes "
-                       r"\['common', 'rare'\]"):
+    clf = FineTunedClassifier(
+        _seeded(TinyMLP), class_weight={"rare": 2, "ghost": 3}, max_epochs=1, **TABULAR
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"FineTunedClassifier: class_weight has "
+        r"labels \['ghost'\] that are not in y's classes "
+        r"\['common', 'rare'\]",
+    ):
         clf.fit(X, y)
-    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or "
-                       "a dict"):
+    with pytest.raises(
+        ValueError, match="class_weight must be None, 'balanced' or a dict"
+    ):
         clf.set_params(class_weight="heavy").fit(X, y)
 
 
@@ -432,8 +543,9 @@ def test_label_smoothing_caps_confidence():
     X, y = _tabular(80)
     kwargs = dict(max_epochs=40, batch_size=16, **TABULAR)
     sharp = FineTunedClassifier(_seeded(TinyMLP), **kwargs).fit(X, y)
-    smooth = FineTunedClassifier(_seeded(TinyMLP), label_smoothing=0.4,
-                                 **kwargs).fit(X, y)
+    smooth = FineTunedClassifier(_seeded(TinyMLP), label_smoothing=0.4, **kwargs).fit(
+        X, y
+    )
     # The smoothed target of the true class is 1 - 0.4 + 0.4 / 2 = 0.8.
     assert sharp.predict_proba(X).max(axis=1).mean() > 0.95
     assert smooth.predict_proba(X).max(axis=1).mean() < 0.85
@@ -458,8 +570,10 @@ def test_history_and_verbose(capsys):
 # -- scikit-learn integration -------------------------------------------------
 def test_pipeline_and_cross_val_score():
     X, y = _tabular(90)
-    pipe = make_pipeline(StandardScaler(), FineTunedClassifier(
-        _seeded(TinyMLP), max_epochs=10, batch_size=16, **TABULAR))
+    pipe = make_pipeline(
+        StandardScaler(),
+        FineTunedClassifier(_seeded(TinyMLP), max_epochs=10, batch_size=16, **TABULAR),
+    )
     scores = cross_val_score(pipe, X, y, cv=3)
     assert scores.shape == (3,) and scores.mean() > 0.8
 
@@ -468,9 +582,15 @@ def test_pipeline_and_cross_val_score():
 def test_grid_search_over_freeze_and_lr(n_jobs):
     X, y = _tabular(60)
     search = GridSearchCV(
-        FineTunedClassifier(_seeded(TinyMLP), max_epochs=5, batch_size=16,
-                            **{**TABULAR, "freeze": "staged"}),
-        {"freeze": ["backbone", "none"], "lr": [1e-4, 3e-2]}, cv=2, n_jobs=n_jobs,
+        FineTunedClassifier(
+            _seeded(TinyMLP),
+            max_epochs=5,
+            batch_size=16,
+            **{**TABULAR, "freeze": "staged"},
+        ),
+        {"freeze": ["backbone", "none"], "lr": [1e-4, 3e-2]},
+        cv=2,
+        n_jobs=n_jobs,
     ).fit(X, y)
     assert len(search.cv_results_["params"]) == 4
     assert search.best_params_["lr"] == 3e-2  # lr=1e-4 barely moves in 5 epochs
@@ -488,8 +608,9 @@ def test_clone_gives_an_unfitted_copy(shapes_clf):
 def test_pickle_round_trip(shapes, shapes_clf):
     X_test = shapes[2]
     loaded = pickle.loads(pickle.dumps(shapes_clf))
-    np.testing.assert_array_equal(loaded.predict_proba(X_test),
-                                  shapes_clf.predict_proba(X_test))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X_test), shapes_clf.predict_proba(X_test)
+    )
     np.testing.assert_array_equal(loaded.classes_, shapes_clf.classes_)
     assert loaded.device_ == torch.device("cpu")
 
@@ -499,13 +620,18 @@ def test_pickle_of_a_gpu_fit_loads_on_the_cpu(shapes, shapes_clf):
     # the fit's device is missing, the estimator runs on the CPU and says so.
     X_test = shapes[2]
     clf = copy.deepcopy(shapes_clf).set_params(device="cuda:99")
-    with pytest.warns(UserWarning, match=re.escape(
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
             "FineTunedClassifier was saved with device='cuda:99', which is not "
-            "available here; it is loaded on the CPU.")):
+            "available here; it is loaded on the CPU."
+        ),
+    ):
         loaded = pickle.loads(pickle.dumps(clf))
     assert loaded.device_ == torch.device(loaded.net_.device) == torch.device("cpu")
-    np.testing.assert_array_equal(loaded.predict_proba(X_test),
-                                  shapes_clf.predict_proba(X_test))
+    np.testing.assert_array_equal(
+        loaded.predict_proba(X_test), shapes_clf.predict_proba(X_test)
+    )
 
 
 def test_regressor_pickle_round_trip():
@@ -527,8 +653,13 @@ def test_net_params_reach_skorch_and_keep_freezing(shapes):
 
     snapshot = _Snapshot()
     clf = FineTunedClassifier(
-        _seeded(TinyConvNet), freeze="backbone", augment="light", max_epochs=3,
-        preprocessing=PRE16, random_state=0, device="cpu",
+        _seeded(TinyConvNet),
+        freeze="backbone",
+        augment="light",
+        max_epochs=3,
+        preprocessing=PRE16,
+        random_state=0,
+        device="cpu",
         net_params={"callbacks": [Record(), snapshot], "max_epochs": 2},
     ).fit(X, y)
     assert clf.n_epochs_ == 2 and Record.epochs == 2
@@ -539,36 +670,59 @@ def test_net_params_reach_skorch_and_keep_freezing(shapes):
 
 
 # -- errors -------------------------------------------------------------------
-@pytest.mark.parametrize("params, match", [
-    ({"freeze": "bad"}, r"freeze must be one of \['staged', 'backbone', 'none'\] or "
-                        r"an int >= 0 .* got 'bad'"),
-    ({"freeze": -1}, r"freeze must be an int >= 0, got -1"),
-    ({"freeze_epochs": -1}, r"freeze_epochs must be an int >= 0, got -1"),
-    ({"lr": -1}, r"lr must be a float in \(0, inf\], got -1"),
-    ({"lr": 0}, r"lr must be a float in \(0, inf\], got 0"),
-    ({"backbone_lr_ratio": -0.1}, r"backbone_lr_ratio must be a float in \[0, inf\]"),
-    ({"layer_decay": 2}, r"layer_decay must be a float in \(0, 1\] or None, got 2"),
-    ({"weight_decay": "x"}, r"weight_decay must be a float"),
-    ({"schedule": "x"}, r"schedule must be one of \['onecycle', 'cosine', "
-                        r"'constant'\], got 'x'"),
-    ({"warmup": 1.0}, r"warmup must be a float in \[0, 1\), got 1.0"),
-    ({"max_epochs": 0}, r"max_epochs must be an int >= 1, got 0"),
-    ({"batch_size": 2.5}, r"batch_size must be an int >= 1, got 2.5"),
-    ({"augment": "x"}, r"augment must be one of \['off', 'light', 'default'\], "
-                       r"got 'x'"),
-    ({"train_transform": "flip"}, r"train_transform must be callable or None, "
-                                  r"got 'flip'"),
-    ({"early_stopping": 1}, r"early_stopping must be True or False, got 1"),
-    ({"validation_fraction": 1.5}, r"validation_fraction must be a float in "
-                                   r"\(0, 1\), got 1.5"),
-    ({"n_iter_no_change": 0}, r"n_iter_no_change must be an int >= 1, got 0"),
-    ({"verbose": -1}, r"verbose must be an int >= 0, got -1"),
-    ({"net_params": "x"}, r"net_params must be a dict or None, got str"),
-    ({"net_params": {"callbacks": "disable"}},
-     r"net_params\['callbacks'\] must be a list of skorch callbacks"),
-    ({"label_smoothing": 1.0}, r"label_smoothing must be a float in \[0, 1\)"),
-    ({"device": "tpu"}, r"device must be 'auto', 'cpu', 'cuda'"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (
+            {"freeze": "bad"},
+            r"freeze must be one of \['staged', 'backbone', 'none'\] or "
+            r"an int >= 0 .* got 'bad'",
+        ),
+        ({"freeze": -1}, r"freeze must be an int >= 0, got -1"),
+        ({"freeze_epochs": -1}, r"freeze_epochs must be an int >= 0, got -1"),
+        ({"lr": -1}, r"lr must be a float in \(0, inf\], got -1"),
+        ({"lr": 0}, r"lr must be a float in \(0, inf\], got 0"),
+        (
+            {"backbone_lr_ratio": -0.1},
+            r"backbone_lr_ratio must be a float in \[0, inf\]",
+        ),
+        ({"layer_decay": 2}, r"layer_decay must be a float in \(0, 1\] or None, got 2"),
+        ({"weight_decay": "x"}, r"weight_decay must be a float"),
+        (
+            {"schedule": "x"},
+            r"schedule must be one of \['onecycle', 'cosine', "
+            r"'constant'\], got 'x'",
+        ),
+        ({"warmup": 1.0}, r"warmup must be a float in \[0, 1\), got 1.0"),
+        ({"max_epochs": 0}, r"max_epochs must be an int >= 1, got 0"),
+        ({"batch_size": 2.5}, r"batch_size must be an int >= 1, got 2.5"),
+        (
+            {"augment": "x"},
+            r"augment must be one of \['off', 'light', 'default'\], "
+            r"got 'x'",
+        ),
+        (
+            {"train_transform": "flip"},
+            r"train_transform must be callable or None, "
+            r"got 'flip'",
+        ),
+        ({"early_stopping": 1}, r"early_stopping must be True or False, got 1"),
+        (
+            {"validation_fraction": 1.5},
+            r"validation_fraction must be a float in "
+            r"\(0, 1\), got 1.5",
+        ),
+        ({"n_iter_no_change": 0}, r"n_iter_no_change must be an int >= 1, got 0"),
+        ({"verbose": -1}, r"verbose must be an int >= 0, got -1"),
+        ({"net_params": "x"}, r"net_params must be a dict or None, got str"),
+        (
+            {"net_params": {"callbacks": "disable"}},
+            r"net_params\['callbacks'\] must be a list of skorch callbacks",
+        ),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be a float in \[0, 1\)"),
+        ({"device": "tpu"}, r"device must be 'auto', 'cpu', 'cuda'"),
+    ],
+)
 def test_invalid_params_raise_at_fit(params, match):
     X, y = _tabular(20)
     clf = FineTunedClassifier(_seeded(TinyMLP), **{**TABULAR, "max_epochs": 1})
@@ -578,11 +732,24 @@ def test_invalid_params_raise_at_fit(params, match):
 
 
 def test_construction_never_fails():
-    bad = dict(weights=object(), freeze="bad", lr=-1, schedule="x", augment="x",
-               validation_fraction=1.5, max_epochs=0, net_params="x",
-               layer_decay=2, device="tpu", preprocessing=3, image_shape="x")
-    for cls, extra in [(FineTunedClassifier, {"class_weight": 3}),
-                       (FineTunedRegressor, {"target_scaling": "x"})]:
+    bad = dict(
+        weights=object(),
+        freeze="bad",
+        lr=-1,
+        schedule="x",
+        augment="x",
+        validation_fraction=1.5,
+        max_epochs=0,
+        net_params="x",
+        layer_decay=2,
+        device="tpu",
+        preprocessing=3,
+        image_shape="x",
+    )
+    for cls, extra in [
+        (FineTunedClassifier, {"class_weight": 3}),
+        (FineTunedRegressor, {"target_scaling": "x"}),
+    ]:
         est = cls("no-such-backbone", **bad, **extra)
         params = est.get_params()
         for key, value in {**bad, **extra}.items():
@@ -593,13 +760,19 @@ def test_construction_never_fails():
 def test_regressor_target_errors():
     X, _ = _tabular(20)
     reg = FineTunedRegressor(_seeded(TinyMLP), **{**TABULAR, "max_epochs": 1})
-    with pytest.raises(ValueError, match="FineTunedRegressor: y must be numeric, got "
-                       "dtype <U1; for class labels use FineTunedClassifier"):
+    with pytest.raises(
+        ValueError,
+        match="FineTunedRegressor: y must be numeric, got "
+        "dtype <U1; for class labels use FineTunedClassifier",
+    ):
         reg.fit(X, np.array(list("ab") * 10))
     with pytest.raises(ValueError, match="Input y contains NaN"):
         reg.fit(X, np.r_[np.nan, np.ones(19)])
-    with pytest.raises(ValueError, match=r"y must be 1-D or 2-D, got shape "
-                       r"\(20, 1, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y must be 1-D or 2-D, got shape "
+        r"\(20, 1, 1\)",
+    ):
         reg.fit(X, np.ones((20, 1, 1)))
     with pytest.raises(ValueError, match="target_scaling must be True or False"):
         reg.set_params(target_scaling="yes").fit(X, X[:, 0])
@@ -611,34 +784,48 @@ def test_input_errors(cls):
     y = np.arange(20) % 2
     name = cls.__name__
     est = cls(_seeded(TinyMLP), **{**TABULAR, "max_epochs": 1})
-    with pytest.raises(ValueError, match=f"{name}: X and y have different lengths: "
-                       "20 images but 19 targets"):
+    with pytest.raises(
+        ValueError,
+        match=f"{name}: X and y have different lengths: 20 images but 19 targets",
+    ):
         est.fit(X, y[:19])
-    with pytest.raises(ValueError, match=f"{name} requires y to be passed, but the "
-                       "target y is None"):
+    with pytest.raises(
+        ValueError, match=f"{name} requires y to be passed, but the target y is None"
+    ):
         est.fit(X, None)
     with pytest.raises(NotFittedError):
         est.predict(X)
     est.fit(X, y)
-    with pytest.raises(ValueError, match=f"X has 3 features, but {name} is "
-                       "expecting 5 features"):
+    with pytest.raises(
+        ValueError, match=f"X has 3 features, but {name} is expecting 5 features"
+    ):
         est.predict(X[:, :3])
-    with pytest.raises(ValueError, match=f"{name}: augment='light' and "
-                       "train_transform apply to images; with preprocessing="
-                       "'passthrough' set augment='off' and train_transform=None"):
+    with pytest.raises(
+        ValueError,
+        match=f"{name}: augment='light' and "
+        "train_transform apply to images; with preprocessing="
+        "'passthrough' set augment='off' and train_transform=None",
+    ):
         est.set_params(augment="light").fit(X, y)
 
 
 def test_image_length_mismatch_and_single_class(shapes):
     X, y = shapes[0][:10], shapes[1][:10]
-    clf = FineTunedClassifier(_seeded(TinyConvNet), preprocessing=PRE16, max_epochs=1,
-                              device="cpu")
-    with pytest.raises(ValueError, match="FineTunedClassifier: X and y have "
-                       "different lengths: 9 images but 10 targets"):
+    clf = FineTunedClassifier(
+        _seeded(TinyConvNet), preprocessing=PRE16, max_epochs=1, device="cpu"
+    )
+    with pytest.raises(
+        ValueError,
+        match="FineTunedClassifier: X and y have "
+        "different lengths: 9 images but 10 targets",
+    ):
         clf.fit(X[:9], y)
-    with pytest.raises(ValueError, match="FineTunedClassifier needs samples of at "
-                       "least 2 classes in the data, but the data contains only "
-                       "one class: 'disk'"):
+    with pytest.raises(
+        ValueError,
+        match="FineTunedClassifier needs samples of at "
+        "least 2 classes in the data, but the data contains only "
+        "one class: 'disk'",
+    ):
         clf.fit(X, np.full(10, "disk"))
 
 
@@ -660,15 +847,28 @@ np.testing.assert_allclose(clf.predict_proba(X), np.load(sys.argv[3]), atol=1e-4
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_fitted_model_loads_and_predicts_on_cpu(shapes, tmp_path):
     X, y = shapes[0], shapes[1]
-    clf = FineTunedClassifier(_seeded(TinyConvNet), preprocessing=PRE16,
-                              class_weight="balanced", max_epochs=3,
-                              **{**FAST, "device": "cuda"}).fit(X, y)
+    clf = FineTunedClassifier(
+        _seeded(TinyConvNet),
+        preprocessing=PRE16,
+        class_weight="balanced",
+        max_epochs=3,
+        **{**FAST, "device": "cuda"},
+    ).fit(X, y)
     assert clf.device_.type == "cuda"
     with open(tmp_path / "clf.pkl", "wb") as f:
         pickle.dump(clf, f)
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "proba.npy", clf.predict_proba(X))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run([sys.executable, "-c", _LOAD_ON_CPU, str(tmp_path / "clf.pkl"),
-                    str(tmp_path / "X.npy"), str(tmp_path / "proba.npy")],
-                   env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _LOAD_ON_CPU,
+            str(tmp_path / "clf.pkl"),
+            str(tmp_path / "X.npy"),
+            str(tmp_path / "proba.npy"),
+        ],
+        env=env,
+        check=True,
+    )

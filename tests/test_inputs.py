@@ -36,8 +36,9 @@ def paths(images, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def extractor():
-    return PretrainedFeatureExtractor(seeded(TinyConvNet), preprocessing=SMALL,
-                                      device="cpu")
+    return PretrainedFeatureExtractor(
+        seeded(TinyConvNet), preprocessing=SMALL, device="cpu"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,16 @@ EXACT_FORMS = {
     "list_of_hwc_arrays": lambda im, paths: list(im),
     "tensor_nchw_uint8": lambda im, paths: torch.from_numpy(im).permute(0, 3, 1, 2),
     "list_of_chw_tensors": lambda im, paths: list(
-        torch.from_numpy(im).permute(0, 3, 1, 2)),
+        torch.from_numpy(im).permute(0, 3, 1, 2)
+    ),
     "series_of_pil": lambda im, paths: pd.Series([Image.fromarray(i) for i in im]),
 }
 
 
 @pytest.mark.parametrize("make_X", EXACT_FORMS.values(), ids=EXACT_FORMS.keys())
-def test_every_input_form_gives_the_same_features(make_X, extractor, images, paths,
-                                                 expected):
+def test_every_input_form_gives_the_same_features(
+    make_X, extractor, images, paths, expected
+):
     X = make_X(images, paths)
     features = clone(extractor).fit(X).transform(X)
     assert features.dtype == np.float32
@@ -78,8 +81,9 @@ def test_every_input_form_gives_the_same_features(make_X, extractor, images, pat
 
 @pytest.mark.parametrize("container", ["numpy", "dataframe", "tensor"])
 @pytest.mark.parametrize("image_shape", [(24, 20, 3), [24, 20, 3]])
-def test_flattened_rows_with_image_shape(container, image_shape, extractor, images,
-                                         expected):
+def test_flattened_rows_with_image_shape(
+    container, image_shape, extractor, images, expected
+):
     X = flat(images)
     if container == "dataframe":
         X = pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])])
@@ -95,8 +99,9 @@ def test_flattened_rows_with_image_shape(container, image_shape, extractor, imag
 def test_flattened_grayscale_rows_with_2d_image_shape(extractor, images):
     gray = images[..., 0]
     est = clone(extractor).set_params(image_shape=(24, 20))
-    np.testing.assert_array_equal(est.fit_transform(flat(gray)),
-                                  clone(extractor).fit_transform(gray))
+    np.testing.assert_array_equal(
+        est.fit_transform(flat(gray)), clone(extractor).fit_transform(gray)
+    )
 
 
 # Float pixels are resized in float, uint8 pixels in uint8 (rounded to
@@ -113,8 +118,7 @@ FLOAT_FORMS = {
 
 
 @pytest.mark.parametrize("make_X", FLOAT_FORMS.values(), ids=FLOAT_FORMS.keys())
-def test_float_pixels_in_0_1_are_close_to_uint8(make_X, extractor, images,
-                                               expected):
+def test_float_pixels_in_0_1_are_close_to_uint8(make_X, extractor, images, expected):
     features = clone(extractor).fit_transform(make_X(images))
     assert features.dtype == np.float32
     np.testing.assert_allclose(features, expected, rtol=0, atol=FLOAT_ATOL)
@@ -122,9 +126,11 @@ def test_float_pixels_in_0_1_are_close_to_uint8(make_X, extractor, images,
 
 def test_float_pixels_without_resize_match_uint8(images):
     est = PretrainedFeatureExtractor(
-        seeded(TinyConvNet), preprocessing={"resize_size": None, "crop_size": None})
-    assert_allclose_float32(est.fit_transform(images / 255.0),
-                            est.fit_transform(images))
+        seeded(TinyConvNet), preprocessing={"resize_size": None, "crop_size": None}
+    )
+    assert_allclose_float32(
+        est.fit_transform(images / 255.0), est.fit_transform(images)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -154,23 +160,30 @@ def _save_all(images, folder, mode):
 
 
 @pytest.mark.parametrize("make_X", GRAY_FORMS.values(), ids=GRAY_FORMS.keys())
-def test_grayscale_is_repeated_to_rgb(make_X, extractor, images, gray_expected,
-                                      tmp_path):
+def test_grayscale_is_repeated_to_rgb(
+    make_X, extractor, images, gray_expected, tmp_path
+):
     X = make_X(images[..., 0], tmp_path)
     np.testing.assert_array_equal(clone(extractor).fit_transform(X), gray_expected)
 
 
 def test_rgba_alpha_is_dropped(extractor, images, expected, tmp_path):
-    alpha = np.random.default_rng(2).integers(0, 256, images.shape[:3] + (1,),
-                                              dtype=np.uint8)
+    alpha = np.random.default_rng(2).integers(
+        0, 256, images.shape[:3] + (1,), dtype=np.uint8
+    )
     rgba = np.concatenate([images, alpha], axis=-1)
     paths = []
     for i, image in enumerate(rgba):
         paths.append(tmp_path / f"rgba{i}.png")
         Image.fromarray(image, mode="RGBA").save(paths[-1])
     assert Image.open(paths[0]).mode == "RGBA"
-    for X in (rgba, list(rgba), [Image.fromarray(i, mode="RGBA") for i in rgba],
-              paths, torch.from_numpy(rgba).permute(0, 3, 1, 2)):
+    for X in (
+        rgba,
+        list(rgba),
+        [Image.fromarray(i, mode="RGBA") for i in rgba],
+        paths,
+        torch.from_numpy(rgba).permute(0, 3, 1, 2),
+    ):
         np.testing.assert_array_equal(clone(extractor).fit_transform(X), expected)
 
 
@@ -202,13 +215,18 @@ def test_images_of_different_sizes_in_one_list(extractor):
 
 def test_images_of_different_sizes_without_crop(extractor):
     images = [np.zeros((16, 16, 3), np.uint8), np.zeros((16, 24, 3), np.uint8)]
-    est = clone(extractor).set_params(preprocessing={"resize_size": 16,
-                                                     "crop_size": None})
+    est = clone(extractor).set_params(
+        preprocessing={"resize_size": 16, "crop_size": None}
+    )
     est.fit(images)  # fit reads only the first image
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Images in X have different sizes after preprocessing ([(3, 16, 16), "
             "(3, 16, 24)]); set preprocessing={'resize_size': S, 'crop_size': S} "
-            "so that every image gets the same size.")):
+            "so that every image gets the same size."
+        ),
+    ):
         est.transform(images)
     assert est.set_params(batch_size=1).transform(images).shape == (2, 8)
 
@@ -216,7 +234,8 @@ def test_images_of_different_sizes_without_crop(extractor):
 def test_one_channel_backbone_gets_pil_luma_of_rgb(images):
     est = PretrainedFeatureExtractor(
         seeded(TinyConvNet, in_channels=1),
-        preprocessing={**SMALL, "channels": 1, "mean": (0.5,), "std": (0.25,)})
+        preprocessing={**SMALL, "channels": 1, "mean": (0.5,), "std": (0.25,)},
+    )
     luma = np.stack([np.asarray(Image.fromarray(i).convert("L")) for i in images])
     np.testing.assert_array_equal(est.fit_transform(images), est.fit_transform(luma))
     # an RGB image with three equal channels is its gray image, exactly
@@ -246,51 +265,107 @@ BAD_X = [
     ([], ValueError, "X is empty: got 0 images; at least one is required"),
     (np.zeros((0, 8, 8, 3), np.uint8), ValueError, "X is empty: got 0 images"),
     (torch.zeros((0, 3, 8, 8)), ValueError, "X is empty: got 0 images"),
-    (np.full((2, 8, 8, 3), np.nan), ValueError,
-     "X contains NaN or infinite pixel values"),
-    (np.full((2, 8, 8, 3), np.inf, np.float32), ValueError,
-     "X contains NaN or infinite pixel values"),
-    (np.full((2, 8, 8, 3), 2.0), ValueError,
-     re.escape("X has float pixels in [2, 2]; float images must lie in [0, 1]")),
-    (np.full((2, 8, 8, 3), -0.5), ValueError,
-     re.escape("X has float pixels in [-0.5, -0.5]")),
-    (np.full((2, 8, 8, 3), 300), ValueError,
-     re.escape("X has integer pixels in [300, 300]; integer images must lie in "
-               "[0, 255]")),
-    (np.zeros((2, 8, 8, 5), np.uint8), ValueError,
-     re.escape("X has 5 channels in its last axis (shape (2, 8, 8, 5)); expected "
-               "1, 3 or 4")),
-    (np.zeros((2, 3, 8, 8), np.uint8), ValueError,
-     "X has 8 channels in its last axis.*pass torch.from_numpy"),
-    (torch.zeros((2, 2, 8, 8)), ValueError,
-     re.escape("X has 2 channels in axis 1 (shape (2, 2, 8, 8)); expected 1, 3 or "
-               "4")),
-    ([np.zeros((8, 8, 2), np.uint8)], ValueError,
-     re.escape("X[0] has 2 channels (shape (8, 8, 2)); expected 1, 3 or 4")),
-    ([np.zeros((1, 8, 8, 3), np.uint8)], ValueError,
-     re.escape("X[0] has shape (1, 8, 8, 3); each image must be 2-D")),
-    (np.zeros((2, 1, 8, 8, 3), np.uint8), ValueError,
-     re.escape("X as an array must be (n_images, H, W), (n_images, H, W, C)")),
-    (torch.zeros((2, 1, 3, 8, 8)), ValueError,
-     re.escape("X as a tensor must be (n_images, C, H, W) or (n_images, H, W)")),
-    (np.zeros((2, 192), np.uint8), ValueError,
-     re.escape("X is 2-D with shape (2, 192); 2-D input is read as flattened pixel "
-               "rows and needs image_shape=(H, W) or (H, W, C)")),
-    (np.zeros((2, 8, 8, 3), bool), TypeError,
-     "X has dtype bool; pixel values must be integers"),
+    (
+        np.full((2, 8, 8, 3), np.nan),
+        ValueError,
+        "X contains NaN or infinite pixel values",
+    ),
+    (
+        np.full((2, 8, 8, 3), np.inf, np.float32),
+        ValueError,
+        "X contains NaN or infinite pixel values",
+    ),
+    (
+        np.full((2, 8, 8, 3), 2.0),
+        ValueError,
+        re.escape("X has float pixels in [2, 2]; float images must lie in [0, 1]"),
+    ),
+    (
+        np.full((2, 8, 8, 3), -0.5),
+        ValueError,
+        re.escape("X has float pixels in [-0.5, -0.5]"),
+    ),
+    (
+        np.full((2, 8, 8, 3), 300),
+        ValueError,
+        re.escape(
+            "X has integer pixels in [300, 300]; integer images must lie in [0, 255]"
+        ),
+    ),
+    (
+        np.zeros((2, 8, 8, 5), np.uint8),
+        ValueError,
+        re.escape(
+            "X has 5 channels in its last axis (shape (2, 8, 8, 5)); expected 1, 3 or 4"
+        ),
+    ),
+    (
+        np.zeros((2, 3, 8, 8), np.uint8),
+        ValueError,
+        "X has 8 channels in its last axis.*pass torch.from_numpy",
+    ),
+    (
+        torch.zeros((2, 2, 8, 8)),
+        ValueError,
+        re.escape(
+            "X has 2 channels in axis 1 (shape (2, 2, 8, 8)); expected 1, 3 or 4"
+        ),
+    ),
+    (
+        [np.zeros((8, 8, 2), np.uint8)],
+        ValueError,
+        re.escape("X[0] has 2 channels (shape (8, 8, 2)); expected 1, 3 or 4"),
+    ),
+    (
+        [np.zeros((1, 8, 8, 3), np.uint8)],
+        ValueError,
+        re.escape("X[0] has shape (1, 8, 8, 3); each image must be 2-D"),
+    ),
+    (
+        np.zeros((2, 1, 8, 8, 3), np.uint8),
+        ValueError,
+        re.escape("X as an array must be (n_images, H, W), (n_images, H, W, C)"),
+    ),
+    (
+        torch.zeros((2, 1, 3, 8, 8)),
+        ValueError,
+        re.escape("X as a tensor must be (n_images, C, H, W) or (n_images, H, W)"),
+    ),
+    (
+        np.zeros((2, 192), np.uint8),
+        ValueError,
+        re.escape(
+            "X is 2-D with shape (2, 192); 2-D input is read as flattened pixel "
+            "rows and needs image_shape=(H, W) or (H, W, C)"
+        ),
+    ),
+    (
+        np.zeros((2, 8, 8, 3), bool),
+        TypeError,
+        "X has dtype bool; pixel values must be integers",
+    ),
     (np.zeros((2, 8, 8, 3), complex), TypeError, "X has dtype complex128"),
-    ("images/cat.png", TypeError,
-     re.escape("X must be a sequence of images, got a single path "
-               "'images/cat.png'; wrap it in a list: ['images/cat.png']")),
+    (
+        "images/cat.png",
+        TypeError,
+        re.escape(
+            "X must be a sequence of images, got a single path "
+            "'images/cat.png'; wrap it in a list: ['images/cat.png']"
+        ),
+    ),
     (42, TypeError, "X must be a sequence of image paths.*got an object of type int"),
     ([1, 2], TypeError, "X\\[0\\] has unsupported type int; each image must be"),
-    ([np.zeros((8, 8, 3), np.uint8), Image.new("RGB", (8, 8))], TypeError,
-     re.escape("X mixes image types: X[0] is a ndarray but X[1] is a Image")),
+    (
+        [np.zeros((8, 8, 3), np.uint8), Image.new("RGB", (8, 8))],
+        TypeError,
+        re.escape("X mixes image types: X[0] is a ndarray but X[1] is a Image"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("X", "error", "match"), BAD_X,
-                         ids=[m[:30] for _, _, m in BAD_X])
+@pytest.mark.parametrize(
+    ("X", "error", "match"), BAD_X, ids=[m[:30] for _, _, m in BAD_X]
+)
 def test_bad_input_is_refused_at_fit(X, error, match, extractor):
     with pytest.raises(error, match=match):
         clone(extractor).fit(X)
@@ -299,8 +374,12 @@ def test_bad_input_is_refused_at_fit(X, error, match, extractor):
 def test_images_of_a_list_are_checked_when_read(extractor):
     X = [np.full((8, 8, 3), 0.5), np.full((8, 8, 3), 1.5)]
     est = clone(extractor).fit(X)  # fit reads only the first image
-    with pytest.raises(ValueError, match=re.escape(
-            "X[1] has float pixels in [1.5, 1.5]; float images must lie in [0, 1]")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "X[1] has float pixels in [1.5, 1.5]; float images must lie in [0, 1]"
+        ),
+    ):
         est.transform(X)
 
 
@@ -312,22 +391,31 @@ def test_bad_input_is_refused_at_transform(extractor, images):
 
 def test_wrong_image_shape(extractor, images):
     est = clone(extractor).set_params(image_shape=(24, 24, 3))
-    with pytest.raises(ValueError, match=re.escape(
-            "image_shape=(24, 24, 3) does not match X's 1440 values per row")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "image_shape=(24, 24, 3) does not match X's 1440 values per row"
+        ),
+    ):
         est.fit(flat(images))
 
 
 @pytest.mark.parametrize("image_shape", [(24,), (24, 20, 2), "24x20", (0, 20)])
 def test_invalid_image_shape_parameter(image_shape, extractor, images):
     est = clone(extractor).set_params(image_shape=image_shape)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             f"PretrainedFeatureExtractor: image_shape must be None, (H, W) or "
-            f"(H, W, C) with C in (1, 3, 4), got {image_shape!r}")):
+            f"(H, W, C) with C in (1, 3, 4), got {image_shape!r}"
+        ),
+    ):
         est.fit(flat(images))
 
 
 def test_missing_file(extractor, paths, tmp_path):
     missing = str(tmp_path / "missing.png")
-    with pytest.raises(FileNotFoundError, match=re.escape(
-            f"X[1]: no such image file: {missing!r}")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"X[1]: no such image file: {missing!r}")
+    ):
         clone(extractor).fit([paths[0], missing])

@@ -22,9 +22,15 @@ from sktransfer._checkpoint import CHECKPOINT_FILE
 from sktransfer._testing import TinyConvNet, make_shapes_dataset
 
 X, Y = make_shapes_dataset(n_per_class=8, size=12)
-PARAMS = dict(preprocessing={"resize_size": 12, "crop_size": 12}, max_epochs=5,
-              batch_size=4, lr=3e-2, augment="default", random_state=0,
-              device="cpu")
+PARAMS = dict(
+    preprocessing={"resize_size": 12, "crop_size": 12},
+    max_epochs=5,
+    batch_size=4,
+    lr=3e-2,
+    augment="default",
+    random_state=0,
+    device="cpu",
+)
 
 
 def tiny():
@@ -88,12 +94,17 @@ def uninterrupted():
 @pytest.mark.parametrize("during", [False, True], ids=["after epoch", "mid-epoch"])
 def test_ctrl_c_keeps_the_best_epoch_and_warns(during):
     snapshots = Snapshots()
-    clf = FineTunedClassifier(tiny(), **PARAMS, net_params={
-        "callbacks": [snapshots, Interrupt(3, during)]})
+    clf = FineTunedClassifier(
+        tiny(), **PARAMS, net_params={"callbacks": [snapshots, Interrupt(3, during)]}
+    )
     when = "during epoch 3" if during else "after epoch 3"
-    with pytest.warns(UserWarning, match=re.escape(
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
             f"FineTunedClassifier: training was interrupted (KeyboardInterrupt) "
-            f"{when} of 5; the fitted estimator keeps the weights of epoch ")):
+            f"{when} of 5; the fitted estimator keeps the weights of epoch "
+        ),
+    ):
         clf.fit(X, Y)
     completed = 2 if during else 3
     losses = [row["train_loss"] for row in clf.history_]
@@ -107,13 +118,20 @@ def test_ctrl_c_keeps_the_best_epoch_and_warns(during):
 
 def test_ctrl_c_with_early_stopping_keeps_the_best_validation_epoch():
     snapshots = Snapshots()
-    clf = FineTunedRegressor(tiny(), **{**PARAMS, "max_epochs": 6},
-                             early_stopping=True, n_iter_no_change=5,
-                             validation_fraction=0.25,
-                             net_params={"callbacks": [snapshots, Interrupt(4)]})
-    with pytest.warns(UserWarning, match=r"interrupted \(KeyboardInterrupt\) after "
-                      r"epoch 4 of 6; the fitted estimator keeps the weights of "
-                      r"epoch (\d), the best so far \(valid_loss=") as record:
+    clf = FineTunedRegressor(
+        tiny(),
+        **{**PARAMS, "max_epochs": 6},
+        early_stopping=True,
+        n_iter_no_change=5,
+        validation_fraction=0.25,
+        net_params={"callbacks": [snapshots, Interrupt(4)]},
+    )
+    with pytest.warns(
+        UserWarning,
+        match=r"interrupted \(KeyboardInterrupt\) after "
+        r"epoch 4 of 6; the fitted estimator keeps the weights of "
+        r"epoch (\d), the best so far \(valid_loss=",
+    ) as record:
         clf.fit(X, (Y == "disk").astype(float))
     best = int(re.search(r"weights of epoch (\d)", str(record[0].message))[1])
     losses = [row["valid_loss"] for row in clf.history_]
@@ -122,8 +140,9 @@ def test_ctrl_c_with_early_stopping_keeps_the_best_validation_epoch():
 
 
 def test_ctrl_c_in_the_first_epoch_is_raised():
-    clf = FineTunedClassifier(tiny(), **PARAMS, net_params={
-        "callbacks": [Interrupt(1, during=True)]})
+    clf = FineTunedClassifier(
+        tiny(), **PARAMS, net_params={"callbacks": [Interrupt(1, during=True)]}
+    )
     with pytest.raises(KeyboardInterrupt):
         clf.fit(X, Y)
     with pytest.raises(NotFittedError):
@@ -131,18 +150,29 @@ def test_ctrl_c_in_the_first_epoch_is_raised():
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
-def test_resume_from_checkpoint_equals_an_uninterrupted_fit(early_stopping, tmp_path,
-                                                             uninterrupted):
+def test_resume_from_checkpoint_equals_an_uninterrupted_fit(
+    early_stopping, tmp_path, uninterrupted
+):
     params = dict(PARAMS, early_stopping=early_stopping, validation_fraction=0.25)
-    reference = (uninterrupted if not early_stopping
-                 else FineTunedClassifier(tiny(), **params).fit(X, Y))
+    reference = (
+        uninterrupted
+        if not early_stopping
+        else FineTunedClassifier(tiny(), **params).fit(X, Y)
+    )
     interrupt = Interrupt(2)
-    clf = FineTunedClassifier(tiny(), **params, checkpoint_dir=tmp_path,
-                              net_params={"callbacks": [interrupt]})
-    with pytest.warns(UserWarning, match=re.escape(
-            f"after epoch 2 of 5; the fitted estimator keeps the weights of epoch ")
-            + r".*" + re.escape(f"Call fit again to resume from the checkpoint in "
-                                f"{str(tmp_path)!r}.")):
+    clf = FineTunedClassifier(
+        tiny(), **params, checkpoint_dir=tmp_path, net_params={"callbacks": [interrupt]}
+    )
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
+            "after epoch 2 of 5; the fitted estimator keeps the weights of epoch "
+        )
+        + r".*"
+        + re.escape(
+            f"Call fit again to resume from the checkpoint in {str(tmp_path)!r}."
+        ),
+    ):
         clf.fit(X, Y)
     assert clf.n_epochs_ == 2 and (tmp_path / CHECKPOINT_FILE).is_file()
 
@@ -151,8 +181,9 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_fit(early_stopping, tmp_
         clf.fit(X, Y)  # the same estimator, parameters and data: resumes
     assert clf.n_epochs_ == reference.n_epochs_
     for key in ("train_loss", "valid_loss", "valid_acc", "lr"):
-        assert [r.get(key) for r in clf.history_] == \
-            [r.get(key) for r in reference.history_]
+        assert [r.get(key) for r in clf.history_] == [
+            r.get(key) for r in reference.history_
+        ]
     np.testing.assert_array_equal(clf.predict_proba(X), reference.predict_proba(X))
 
 
@@ -160,37 +191,52 @@ def test_finished_checkpoint_gives_the_model_without_training(tmp_path):
     first = FineTunedClassifier(tiny(), **PARAMS, checkpoint_dir=tmp_path).fit(X, Y)
     again = FineTunedClassifier(tiny(), **PARAMS, checkpoint_dir=tmp_path).fit(X, Y)
     assert again.history_ == [
-        {k: v for k, v in row.items()} for row in first.history_]  # same durations
+        {k: v for k, v in row.items()} for row in first.history_
+    ]  # same durations
     np.testing.assert_array_equal(again.predict_proba(X), first.predict_proba(X))
 
 
 def test_checkpoint_of_another_run_is_ignored_with_a_warning(tmp_path, uninterrupted):
-    FineTunedClassifier(tiny(), **{**PARAMS, "lr": 1e-2, "max_epochs": 2},
-                        checkpoint_dir=tmp_path).fit(X, Y)
-    with pytest.warns(UserWarning, match=re.escape(
+    FineTunedClassifier(
+        tiny(), **{**PARAMS, "lr": 1e-2, "max_epochs": 2}, checkpoint_dir=tmp_path
+    ).fit(X, Y)
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
             f"FineTunedClassifier: the checkpoint "
             f"{str(tmp_path / CHECKPOINT_FILE)!r} belongs to another training run "
             f"(other parameters: lr, max_epochs); it is ignored, training starts "
-            f"from scratch and overwrites it.")):
+            f"from scratch and overwrites it."
+        ),
+    ):
         clf = FineTunedClassifier(tiny(), **PARAMS, checkpoint_dir=tmp_path).fit(X, Y)
-    np.testing.assert_array_equal(clf.predict_proba(X),
-                                  uninterrupted.predict_proba(X))
-    with pytest.warns(UserWarning, match=r"belongs to another training run \(other "
-                      r"training data\)"):
+    np.testing.assert_array_equal(clf.predict_proba(X), uninterrupted.predict_proba(X))
+    with pytest.warns(
+        UserWarning,
+        match=r"belongs to another training run \(other "
+        r"training data\)",
+    ):
         FineTunedClassifier(tiny(), **PARAMS, checkpoint_dir=tmp_path).fit(
-            X[:12], Y[:12])
+            X[:12], Y[:12]
+        )
 
 
 def test_checkpoint_is_plain_data_and_a_broken_one_is_replaced(tmp_path):
-    FineTunedClassifier(tiny(), **{**PARAMS, "max_epochs": 1},
-                        checkpoint_dir=tmp_path).fit(X, Y)
+    FineTunedClassifier(
+        tiny(), **{**PARAMS, "max_epochs": 1}, checkpoint_dir=tmp_path
+    ).fit(X, Y)
     path = tmp_path / CHECKPOINT_FILE
     ckpt = torch.load(path, weights_only=True)  # no pickled objects inside
     assert ckpt["epoch"] == 1 and ckpt["finished"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE]
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.warns(UserWarning, match=re.escape(
-            f"FineTunedClassifier: cannot read the checkpoint {str(path)!r} (")):
-        clf = FineTunedClassifier(tiny(), **{**PARAMS, "max_epochs": 1},
-                                  checkpoint_dir=tmp_path).fit(X, Y)
+    with pytest.warns(
+        UserWarning,
+        match=re.escape(
+            f"FineTunedClassifier: cannot read the checkpoint {str(path)!r} ("
+        ),
+    ):
+        clf = FineTunedClassifier(
+            tiny(), **{**PARAMS, "max_epochs": 1}, checkpoint_dir=tmp_path
+        ).fit(X, Y)
     assert clf.n_epochs_ == 1 and torch.load(path, weights_only=True)["epoch"] == 1

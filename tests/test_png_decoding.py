@@ -55,7 +55,7 @@ def load(path):
     """What ``_load_path`` gives: a tensor, or the exception's type and message."""
     try:
         return _inputs._load_path(path, 0, "X")
-    except Exception as exc:  # noqa: BLE001 - compared between the two paths
+    except Exception as exc:
         return type(exc), str(exc)
 
 
@@ -86,8 +86,10 @@ def pil_variants(rng, h, w):
         "L": (gray, {}),
         "L tRNS": (gray, {"transparency": int(rgb[0, 0, 0])}),
         "RGB": (Image.fromarray(rgb), {}),
-        "RGB tRNS": (Image.fromarray(rgb),
-                     {"transparency": tuple(int(v) for v in rgb[0, 0])}),
+        "RGB tRNS": (
+            Image.fromarray(rgb),
+            {"transparency": tuple(int(v) for v in rgb[0, 0])},
+        ),
         "RGBA": (Image.merge("RGBA", [*Image.fromarray(rgb).split(), alpha]), {}),
         "LA": (Image.merge("LA", [gray, alpha]), {}),
         "P": (palette, {}),
@@ -98,17 +100,26 @@ def pil_variants(rng, h, w):
 
 
 # (mode PIL reads back, whether libpng decodes it)
-EXPECTED = {"L": ("L", True), "L tRNS": ("L", True), "RGB": ("RGB", True),
-            "RGB tRNS": ("RGB", True), "RGBA": ("RGBA", True), "LA": ("LA", False),
-            "P": ("P", False), "P transparency": ("P", False),
-            "I;16": ("I;16", False), "1": ("1", False)}
+EXPECTED = {
+    "L": ("L", True),
+    "L tRNS": ("L", True),
+    "RGB": ("RGB", True),
+    "RGB tRNS": ("RGB", True),
+    "RGBA": ("RGBA", True),
+    "LA": ("LA", False),
+    "P": ("P", False),
+    "P transparency": ("P", False),
+    "I;16": ("I;16", False),
+    "1": ("1", False),
+}
 
 
 @pytest.mark.filterwarnings("ignore:Palette images with Transparency")
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("variant", EXPECTED)
-def test_every_png_flavour_decodes_as_with_pil(variant, size, png_decode_calls,
-                                               monkeypatch, tmp_path):
+def test_every_png_flavour_decodes_as_with_pil(
+    variant, size, png_decode_calls, monkeypatch, tmp_path
+):
     image, save_kwargs = pil_variants(np.random.default_rng(0), *size)[variant]
     path = tmp_path / "image.png"
     image.save(path, **save_kwargs)
@@ -129,8 +140,9 @@ def test_pil_drops_alpha_without_blending(png_decode_calls, tmp_path):
     assert image.mode == "RGBA"
     np.testing.assert_array_equal(np.asarray(image.convert("RGB")), rgba[..., :3])
     image.save(tmp_path / "rgba.png")
-    np.testing.assert_array_equal(load(tmp_path / "rgba.png").permute(1, 2, 0).numpy(),
-                                  rgba[..., :3])
+    np.testing.assert_array_equal(
+        load(tmp_path / "rgba.png").permute(1, 2, 0).numpy(), rgba[..., :3]
+    )
     assert len(png_decode_calls) == 1
 
 
@@ -139,8 +151,15 @@ def chunk(tag, data):
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
 
 
-ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2),
-         (0, 1, 2, 2), (1, 0, 2, 1)]  # (first row, first column, row step, column step)
+ADAM7 = [
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+]  # (first row, first column, row step, column step)
 
 
 def png_bytes(pixels, colour_type, *, interlace=False, before=b"", after=b""):
@@ -149,14 +168,24 @@ def png_bytes(pixels, colour_type, *, interlace=False, before=b"", after=b""):
     Writes what PIL can't: interlaced files, 16-bit RGB, chunks after IDAT.
     """
     h, w = pixels.shape[:2]
-    passes = ([pixels[r::dr, c::dc] for r, c, dr, dc in ADAM7] if interlace
-              else [pixels])
-    rows = b"".join(b"\x00" + row.tobytes() for p in passes if p.size
-                    for row in p.reshape(p.shape[0], -1))
-    ihdr = struct.pack(">IIBBBBB", w, h, 8 * pixels.itemsize, colour_type, 0, 0,
-                       int(interlace))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + before
-            + chunk(b"IDAT", zlib.compress(rows)) + after + chunk(b"IEND", b""))
+    passes = [pixels[r::dr, c::dc] for r, c, dr, dc in ADAM7] if interlace else [pixels]
+    rows = b"".join(
+        b"\x00" + row.tobytes()
+        for p in passes
+        if p.size
+        for row in p.reshape(p.shape[0], -1)
+    )
+    ihdr = struct.pack(
+        ">IIBBBBB", w, h, 8 * pixels.itemsize, colour_type, 0, 0, int(interlace)
+    )
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + before
+        + chunk(b"IDAT", zlib.compress(rows))
+        + after
+        + chunk(b"IEND", b"")
+    )
 
 
 RGB = np.random.default_rng(2).integers(0, 256, (19, 23, 3), dtype=np.uint8)
@@ -167,16 +196,25 @@ WRITTEN = {  # name: (PNG bytes, whether libpng decodes it)
     "16-bit RGB": (png_bytes(RGB.astype(">u2") * 257, 2), False),
     "text before IDAT": (png_bytes(RGB, 2, before=TEXT), True),
     "text after IDAT": (png_bytes(RGB, 2, after=TEXT), False),
-    "colour profile libpng rejects": (png_bytes(RGB, 2, before=chunk(
-        b"iCCP", b"icc\x00\x00" + zlib.compress(b"not a profile"))), True),
-    "animated PNG control chunk": (png_bytes(RGB, 2, before=chunk(
-        b"acTL", struct.pack(">II", 1, 0))), False),
+    "colour profile libpng rejects": (
+        png_bytes(
+            RGB,
+            2,
+            before=chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"not a profile")),
+        ),
+        True,
+    ),
+    "animated PNG control chunk": (
+        png_bytes(RGB, 2, before=chunk(b"acTL", struct.pack(">II", 1, 0))),
+        False,
+    ),
 }
 
 
 @pytest.mark.parametrize("name", WRITTEN)
-def test_other_png_layouts_decode_as_with_pil(name, png_decode_calls, monkeypatch,
-                                              tmp_path, caplog):
+def test_other_png_layouts_decode_as_with_pil(
+    name, png_decode_calls, monkeypatch, tmp_path, caplog
+):
     data, fast = WRITTEN[name]
     path = tmp_path / "image.png"
     path.write_bytes(data)
@@ -203,23 +241,36 @@ def _write(tmp_path, data, name="broken.png"):
     return path
 
 
-@pytest.mark.parametrize(("kept", "message"), [
-    ("half", "image file is truncated"), ("20 bytes", "Truncated File Read")])
-def test_truncated_png_raises_pils_error(kept, message, png_decode_calls, monkeypatch,
-                                         tmp_path):
+@pytest.mark.parametrize(
+    ("kept", "message"),
+    [("half", "image file is truncated"), ("20 bytes", "Truncated File Read")],
+)
+def test_truncated_png_raises_pils_error(
+    kept, message, png_decode_calls, monkeypatch, tmp_path
+):
     _, data = _photo_png(tmp_path)
-    path = _write(tmp_path, data[:len(data) // 2 if kept == "half" else 20])
-    with pytest.raises(_inputs.UnreadableImageError, match=re.escape(
-            f"X[0]: cannot read image file {str(path)!r} ({message}")):
+    path = _write(tmp_path, data[: len(data) // 2 if kept == "half" else 20])
+    with pytest.raises(
+        _inputs.UnreadableImageError,
+        match=re.escape(f"X[0]: cannot read image file {str(path)!r} ({message}"),
+    ):
         _inputs._load_path(path, 0, "X")
     assert load(path) == load_with_pil(monkeypatch, path)
     assert png_decode_calls == []  # cut before its IEND: never given to libpng
 
 
-@pytest.mark.parametrize("damage", ["flipped IDAT byte", "flipped header byte",
-                                    "no IEND", "garbage after the signature"])
-def test_damaged_png_gives_what_pil_gives(damage, png_decode_calls, monkeypatch,
-                                          tmp_path):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "flipped IDAT byte",
+        "flipped header byte",
+        "no IEND",
+        "garbage after the signature",
+    ],
+)
+def test_damaged_png_gives_what_pil_gives(
+    damage, png_decode_calls, monkeypatch, tmp_path
+):
     _, data = _photo_png(tmp_path)
     broken = bytearray(data)
     if damage == "flipped IDAT byte":  # PIL does not check the IDAT's CRC
@@ -233,16 +284,22 @@ def test_damaged_png_gives_what_pil_gives(damage, png_decode_calls, monkeypatch,
     path = _write(tmp_path, bytes(broken))
     assert_same(load(path), load_with_pil(monkeypatch, path))
     if damage == "garbage after the signature":
-        with pytest.raises(_inputs.UnreadableImageError, match=re.escape(
+        with pytest.raises(
+            _inputs.UnreadableImageError,
+            match=re.escape(
                 f"X[0]: cannot read image file {str(path)!r} (cannot identify "
-                f"image file {str(path)!r})")):
+                f"image file {str(path)!r})"
+            ),
+        ):
             _inputs._load_path(path, 0, "X")
 
 
 def test_missing_file_message_is_unchanged(png_decode_calls, tmp_path):
     missing = tmp_path / "missing.png"
-    with pytest.raises(FileNotFoundError, match=re.escape(
-            f"X[3]: no such image file: {str(missing)!r}.")):
+    with pytest.raises(
+        FileNotFoundError,
+        match=re.escape(f"X[3]: no such image file: {str(missing)!r}."),
+    ):
         _inputs._load_path(missing, 3, "X")
 
 
@@ -263,12 +320,12 @@ def damage(data, rng):
     if kind == 0:
         data[rng.integers(len(data))] ^= 1 << int(rng.integers(8))
     elif kind == 1:
-        del data[rng.integers(8, len(data)):]
+        del data[rng.integers(8, len(data)) :]
     else:  # as a faulty writer would: the chunk's CRC matches its bytes
         start, end = chunk_spans(data)[rng.integers(len(chunk_spans(data)))]
-        body = bytearray(data[start + 8:end - 4]) or bytearray(b"x")
+        body = bytearray(data[start + 8 : end - 4]) or bytearray(b"x")
         body[rng.integers(len(body))] = rng.integers(256)
-        data[start:end] = chunk(bytes(data[start + 4:start + 8]), bytes(body))
+        data[start:end] = chunk(bytes(data[start + 4 : start + 8]), bytes(body))
     return bytes(data)
 
 
@@ -277,8 +334,11 @@ def test_fast_pixels_are_always_pils(png_decode_calls):
     # error to the same pixels.
     rng = np.random.default_rng(4)
     rgb = rng.integers(0, 256, (9, 14, 3), dtype=np.uint8)
-    plain = [png_bytes(rgb, 2, before=TEXT), png_bytes(rgb[..., 0], 0),
-             png_bytes(np.dstack([rgb, rgb[..., :1]]), 6)]
+    plain = [
+        png_bytes(rgb, 2, before=TEXT),
+        png_bytes(rgb[..., 0], 0),
+        png_bytes(np.dstack([rgb, rgb[..., :1]]), 6),
+    ]
     used = 0
     for _ in range(1000):
         data = damage(plain[rng.integers(len(plain))], rng)
@@ -298,8 +358,11 @@ def test_extractor_features_with_and_without_imagecodecs(png_decode_calls, tmp_p
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         extractor = PretrainedFeatureExtractor(
-            TinyConvNet(), preprocessing={"resize_size": 16, "crop_size": 16},
-            device="cpu", batch_size=2)
+            TinyConvNet(),
+            preprocessing={"resize_size": 16, "crop_size": 16},
+            device="cpu",
+            batch_size=2,
+        )
     fast = clone(extractor).fit_transform(paths)
     assert len(png_decode_calls) >= len(paths)
     np.testing.assert_array_equal(fast, clone(extractor).fit_transform(images))

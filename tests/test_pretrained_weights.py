@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from sktransfer._testing import assert_allclose_float32
-from sktransfer.backbones import WeightsUnavailableError
-from sktransfer.backbones import _lite0
+from sktransfer.backbones import WeightsUnavailableError, _lite0
 from sktransfer.backbones._lite0 import (
     LITE0_PREPROCESSING,
     create_efficientnet_lite0,
@@ -98,8 +97,10 @@ def photos():
         "camera": gray_to_rgb(data.camera()),
     }
     # uint8 CHW tensors, as decoded images reach the transform
-    return {name: torch.from_numpy(np.array(image)).permute(2, 0, 1)
-            for name, image in images.items()}
+    return {
+        name: torch.from_numpy(np.array(image)).permute(2, 0, 1)
+        for name, image in images.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +113,18 @@ def categories():
 def _transform(resize_size, crop_size, interpolation, mean, std):
     from torchvision.transforms import v2
 
-    return v2.Compose([
-        v2.Resize(resize_size, interpolation=v2.InterpolationMode(interpolation),
-                  antialias=True),
-        v2.CenterCrop(crop_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(
+                resize_size,
+                interpolation=v2.InterpolationMode(interpolation),
+                antialias=True,
+            ),
+            v2.CenterCrop(crop_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
 
 
 def _probabilities(model, images, transform):
@@ -128,10 +134,12 @@ def _probabilities(model, images, transform):
 
 def _expected_probability(probabilities, names, categories):
     """P(any expected class) for each row, ``names[i]`` naming row i's photo."""
-    return torch.stack([
-        sum(p[categories.index(c)] for c in EXPECTED[name])
-        for p, name in zip(probabilities, names)
-    ])
+    return torch.stack(
+        [
+            sum(p[categories.index(c)] for c in EXPECTED[name])
+            for p, name in zip(probabilities, names)
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +201,18 @@ def test_remap_maps_every_key_onto_tf_efficientnet_lite0(lukemelas_state_dict, t
         assert value.shape == target[key].shape, key
     # renamed, not copied; a few anchors of the table
     assert remapped["conv_stem.weight"] is lukemelas_state_dict["_conv_stem.weight"]
-    assert remapped["blocks.0.0.conv_pw.weight"] is lukemelas_state_dict[
-        "_blocks.0._project_conv.weight"]
-    assert remapped["blocks.1.0.conv_pw.weight"] is lukemelas_state_dict[
-        "_blocks.1._expand_conv.weight"]
-    assert remapped["blocks.5.3.bn3.running_var"] is lukemelas_state_dict[
-        "_blocks.14._bn2.running_var"]
+    assert (
+        remapped["blocks.0.0.conv_pw.weight"]
+        is lukemelas_state_dict["_blocks.0._project_conv.weight"]
+    )
+    assert (
+        remapped["blocks.1.0.conv_pw.weight"]
+        is lukemelas_state_dict["_blocks.1._expand_conv.weight"]
+    )
+    assert (
+        remapped["blocks.5.3.bn3.running_var"]
+        is lukemelas_state_dict["_blocks.14._bn2.running_var"]
+    )
     assert remapped["classifier.bias"] is lukemelas_state_dict["_fc.bias"]
 
 
@@ -210,16 +224,20 @@ def test_lite0_loads_strictly_into_the_tf_architecture(lite0, timm):
     assert all(torch.equal(state[k], reference[k]) for k in reference)
     norms = [m for m in lite0.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(norms) == 49 and {m.eps for m in norms} == {1e-3}
-    strided = [m for m in lite0.modules()
-               if isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1)]
+    strided = [
+        m
+        for m in lite0.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.stride != (1, 1)
+    ]
     assert len(strided) == 5 and all(isinstance(m, Conv2dSame) for m in strided)
     assert not any(isinstance(m, torch.nn.SiLU) for m in lite0.modules())
 
 
 def test_create_lite0_without_weights_is_random(lukemelas_state_dict):
     model = create_efficientnet_lite0(pretrained=False)
-    assert not torch.equal(model.state_dict()["conv_stem.weight"],
-                           lite0_state_dict()["conv_stem.weight"])
+    assert not torch.equal(
+        model.state_dict()["conv_stem.weight"], lite0_state_dict()["conv_stem.weight"]
+    )
 
 
 def test_remap_names_unmapped_keys():
@@ -243,8 +261,9 @@ def test_remap_names_unmapped_keys():
 
 def test_remap_error_shortens_long_lists():
     state = {f"_blocks.{i}._se_reduce.weight": torch.zeros(1) for i in range(12)}
-    with pytest.raises(ValueError,
-                       match=r"'_blocks\.9\._se_reduce\.weight' and 2 more\."):
+    with pytest.raises(
+        ValueError, match=r"'_blocks\.9\._se_reduce\.weight' and 2 more\."
+    ):
         remap_lukemelas_to_timm(state)
 
 
@@ -264,13 +283,17 @@ def test_missing_weights_package_says_how_to_install(monkeypatch):
 
 def test_missing_timm_says_which_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)
-    with pytest.raises(ImportError, match=re.escape(
-            'The efficientnet_lite0 backbone needs timm, which is not installed')
+    with pytest.raises(
+        ImportError,
+        match=re.escape(
+            "The efficientnet_lite0 backbone needs timm, which is not installed"
+        ),
     ) as info:
         create_efficientnet_lite0(pretrained=False)
     assert str(info.value).endswith('pip install "sktransfer[lite0]"')
-    with pytest.raises(ImportError, match=re.escape(
-            'Using a timm backbone needs timm, which is not installed')
+    with pytest.raises(
+        ImportError,
+        match=re.escape("Using a timm backbone needs timm, which is not installed"),
     ) as info:
         list_timm_models()
     assert str(info.value).endswith('pip install "sktransfer[timm]"')
@@ -280,8 +303,10 @@ def test_damaged_weights_file_is_refused(monkeypatch, tmp_path):
     damaged = tmp_path / "efficientnet-lite0-57934424.pth"
     torch.save({"_fc.bias": torch.zeros(1000)}, damaged)
     monkeypatch.setattr(_lite0, "lite0_weights_file", lambda: damaged)
-    with pytest.raises(OSError, match=re.escape(
-            f"The EfficientNet-Lite0 weights file {damaged} has SHA-256 ")):
+    with pytest.raises(
+        OSError,
+        match=re.escape(f"The EfficientNet-Lite0 weights file {damaged} has SHA-256 "),
+    ):
         lite0_state_dict()
 
 
@@ -338,14 +363,20 @@ def test_timm_pretrained_from_url_offline(timm, monkeypatch, tmp_path):
     )
     with pytest.raises(WeightsUnavailableError, match=re.escape(message)) as info:
         create_timm_model("gcvit_xxtiny", pretrained=True)
-    assert (f", cached in {tmp_path / 'hub'}/checkpoints (set TORCH_HOME to "
-            "move it). The download failed: URLError: ") in str(info.value)
+    assert (
+        f", cached in {tmp_path / 'hub'}/checkpoints (set TORCH_HOME to "
+        "move it). The download failed: URLError: "
+    ) in str(info.value)
 
 
 def test_timm_model_without_pretrained_weights(timm):
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "timm has no pretrained weights for model 'beit3_giant_patch14_224' "
-            "(pretrained tag 'untrained'). Pass weights=None")):
+            "(pretrained tag 'untrained'). Pass weights=None"
+        ),
+    ):
         create_timm_model("beit3_giant_patch14_224", pretrained=True)
 
 
@@ -362,9 +393,13 @@ def test_unknown_timm_model_suggests_close_names(timm):
 
 
 def test_unknown_timm_tag_lists_known_tags(timm):
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "timm model 'resnet18' has no pretrained tag 'nope'; known: "
-            "['resnet18.a1_in1k', ")):
+            "['resnet18.a1_in1k', "
+        ),
+    ):
         create_timm_model("resnet18.nope", pretrained=False)
 
 
@@ -393,17 +428,24 @@ def test_timm_preprocessing_offline(timm, no_network):
 
 
 def test_timm_preprocessing_refuses_what_it_cannot_reproduce(timm):
-    with pytest.raises(NotImplementedError, match=re.escape(
+    with pytest.raises(
+        NotImplementedError,
+        match=re.escape(
             "timm model 'dm_nfnet_f0' is evaluated with input_size=(3, 192, 192) "
             "and crop_mode='squash'; sktransfer reproduces only square inputs "
-            "with crop_mode='center'.")):
+            "with crop_mode='center'."
+        ),
+    ):
         timm_preprocessing("dm_nfnet_f0")
 
 
-@pytest.mark.parametrize("name, head", [
-    ("vit_tiny_patch16_224", "head"),
-    ("convnext_atto", "head.fc"),
-])
+@pytest.mark.parametrize(
+    "name, head",
+    [
+        ("vit_tiny_patch16_224", "head"),
+        ("convnext_atto", "head.fc"),
+    ],
+)
 def test_timm_head_name(timm, name, head):
     model = create_timm_model(name, pretrained=False)
     assert timm_head_name(model) == head
@@ -426,15 +468,20 @@ class _TwoHeads(torch.nn.Module):
 
 def test_timm_head_name_falls_back_to_get_classifier():
     assert timm_head_name(_TwoHeads(single=True)) == "head"
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
             "Cannot tell the classifier of _TwoHeads: its config names "
             "('head', 'head_dist') and get_classifier() returned tuple, not one "
-            "submodule.")):
+            "submodule."
+        ),
+    ):
         timm_head_name(_TwoHeads(single=False))
 
 
-def test_registered_lite0_extractor_features_classify_real_photos(lite0, photos,
-                                                                  categories):
+def test_registered_lite0_extractor_features_classify_real_photos(
+    lite0, photos, categories
+):
     """End to end through the registry: the extractor's default preprocessing
     and pooled features, fed to the pretrained ImageNet classifier, find the
     right classes; and the features equal timm's own pre-logits."""
@@ -467,12 +514,15 @@ def test_timm_backbone_through_the_registry(timm, tmp_path):
 
     save_file(model.state_dict(), str(path))
     images = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3), dtype=np.uint8)
-    extractor = PretrainedFeatureExtractor("timm:resnet18", weights=str(path)).fit(images)
+    extractor = PretrainedFeatureExtractor("timm:resnet18", weights=str(path)).fit(
+        images
+    )
     assert extractor.preprocessing_.resize_size == 235  # timm's crop_pct 0.95
     features = extractor.transform(images)
     prep = extractor.preprocessing_
-    batch = torch.stack([prep.apply(torch.from_numpy(im).permute(2, 0, 1))
-                         for im in images])
+    batch = torch.stack(
+        [prep.apply(torch.from_numpy(im).permute(2, 0, 1)) for im in images]
+    )
     with torch.no_grad():
         expected = model.forward_head(model.forward_features(batch), pre_logits=True)
     assert_allclose_float32(features, expected, ulps=1024)

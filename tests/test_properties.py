@@ -29,8 +29,9 @@ CLEAR_ERRORS = (ValueError, TypeError, FileNotFoundError)
 PRE = Preprocessing(resize_size=8, crop_size=8)
 DTYPES = ["uint8", "int16", "int64", "float32", "float64", "bool"]
 MODES = {"L": 1, "LA": 2, "P": 1, "RGB": 3, "RGBA": 4, "I;16": 2, "F": 4, "CMYK": 4}
-SETTINGS = dict(deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = dict(
+    deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def assert_clear_error(exc, allowed_sources=("sktransfer",)):
@@ -41,18 +42,28 @@ def assert_clear_error(exc, allowed_sources=("sktransfer",)):
         tb = tb.tb_next
     source = Path(tb.tb_frame.f_code.co_filename).parts
     assert any(name in source for name in allowed_sources), (
-        f"{type(exc).__name__} raised in {tb.tb_frame.f_code.co_filename}: {exc}")
+        f"{type(exc).__name__} raised in {tb.tb_frame.f_code.co_filename}: {exc}"
+    )
 
 
 @st.composite
 def pixels(draw):
     """An array of any dtype and shape (1-5 axes of 0-6, often image-like:
     (n, H, W) or (n, H, W, C) with 0-5 channels), values mostly valid."""
-    image_like = st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 6),
-                           st.sampled_from([(), (1,), (3,), (4,), (0,), (2,), (5,)]))
-    shape = tuple(draw(st.one_of(
-        st.lists(st.integers(0, 6), min_size=1, max_size=5),
-        image_like.map(lambda s: s[:3] + s[3]))))
+    image_like = st.tuples(
+        st.integers(1, 3),
+        st.integers(1, 6),
+        st.integers(1, 6),
+        st.sampled_from([(), (1,), (3,), (4,), (0,), (2,), (5,)]),
+    )
+    shape = tuple(
+        draw(
+            st.one_of(
+                st.lists(st.integers(0, 6), min_size=1, max_size=5),
+                image_like.map(lambda s: s[:3] + s[3]),
+            )
+        )
+    )
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     kind = draw(st.sampled_from(["valid", "valid", "too high", "negative", "nan"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
@@ -72,8 +83,12 @@ def pixels(draw):
 def pil_images(draw):
     mode = draw(st.sampled_from(sorted(MODES)))
     size = (draw(st.integers(0, 6)), draw(st.integers(0, 6)))
-    data = draw(st.binary(min_size=size[0] * size[1] * MODES[mode],
-                          max_size=size[0] * size[1] * MODES[mode]))
+    data = draw(
+        st.binary(
+            min_size=size[0] * size[1] * MODES[mode],
+            max_size=size[0] * size[1] * MODES[mode],
+        )
+    )
     if mode == "P":
         return Image.frombytes("L", size, data).convert("P")
     return Image.frombytes(mode, size, data)
@@ -82,9 +97,18 @@ def pil_images(draw):
 @st.composite
 def inputs(draw):
     """``(X, image_shape)`` in one of the containers users pass."""
-    container = draw(st.sampled_from(
-        ["ndarray", "tensor", "list of arrays", "list of tensors", "list of PIL",
-         "DataFrame rows"]))
+    container = draw(
+        st.sampled_from(
+            [
+                "ndarray",
+                "tensor",
+                "list of arrays",
+                "list of tensors",
+                "list of PIL",
+                "DataFrame rows",
+            ]
+        )
+    )
     if container == "list of PIL":
         return draw(st.lists(pil_images(), min_size=0, max_size=3)), None
     array = draw(pixels())
@@ -100,11 +124,17 @@ def inputs(draw):
     if container == "list of tensors":
         return list(tensor), None
     # Flattened rows; image_shape right, or drawn at random.
-    rows = (array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
-            if array.ndim > 1 else array)
-    image_shape = draw(st.one_of(
-        st.just(array.shape[1:]),
-        st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple)))
+    rows = (
+        array.reshape(array.shape[0], int(np.prod(array.shape[1:])))
+        if array.ndim > 1
+        else array
+    )
+    image_shape = draw(
+        st.one_of(
+            st.just(array.shape[1:]),
+            st.lists(st.integers(0, 6), min_size=1, max_size=3).map(tuple),
+        )
+    )
     return pd.DataFrame(rows), image_shape
 
 
@@ -115,7 +145,7 @@ def test_input_layer_gives_images_or_a_clear_error(X_and_shape):
     try:
         images = as_image_sequence(X, image_shape=image_shape)
         out = [PRE.apply(images[i]) for i in range(len(images))]
-    except Exception as exc:  # noqa: BLE001 - the property is about any error
+    except Exception as exc:
         assert_clear_error(exc)
         event(f"{type(exc).__name__}: {str(exc)[:40]}")
         return
@@ -132,8 +162,11 @@ def extractor():
         torch.manual_seed(0)
         backbone = TinyConvNet()
     return PretrainedFeatureExtractor(
-        backbone, preprocessing={"resize_size": 8, "crop_size": 8}, device="cpu",
-        batch_size=2)
+        backbone,
+        preprocessing={"resize_size": 8, "crop_size": 8},
+        device="cpu",
+        batch_size=2,
+    )
 
 
 @settings(max_examples=25, **SETTINGS)
@@ -143,7 +176,7 @@ def test_extractor_gives_features_or_a_clear_error(extractor, X_and_shape):
     extractor.set_params(image_shape=image_shape)
     try:
         features = extractor.fit_transform(X)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         assert_clear_error(exc, ("sktransfer", "sklearn"))
         event(type(exc).__name__)
         return
@@ -161,5 +194,6 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path):
     assert Image.open(path).mode == "I;16"
     image = as_image_sequence([str(path)])[0]
     assert image.dtype == torch.float32 and image.shape == (3, 5, 7)
-    torch.testing.assert_close(image, torch.from_numpy(gray8 / 255.0).float()
-                               .expand(3, -1, -1))
+    torch.testing.assert_close(
+        image, torch.from_numpy(gray8 / 255.0).float().expand(3, -1, -1)
+    )

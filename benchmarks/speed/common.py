@@ -13,8 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGES = ("sktransfer", "torch", "torchvision", "timm", "scikit-learn", "skorch",
-            "numpy", "pillow", "imagecodecs", "embetter", "img2vec_pytorch")
+PACKAGES = (
+    "sktransfer",
+    "torch",
+    "torchvision",
+    "timm",
+    "scikit-learn",
+    "skorch",
+    "numpy",
+    "pillow",
+    "imagecodecs",
+    "embetter",
+    "img2vec_pytorch",
+)
 
 
 def environment():
@@ -24,8 +35,11 @@ def environment():
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f
-                     if line.startswith("model name")]
+            names = [
+                line.split(":", 1)[1].strip()
+                for line in f
+                if line.startswith("model name")
+            ]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -55,9 +69,16 @@ def write_photos(folder, n, fmt, size=(500, 375), seed=0):
     import skimage.data as data
     from PIL import Image
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket(),
-              data.immunohistochemistry(), data.hubble_deep_field(),
-              data.stereo_motorcycle()[0], data.retina()]
+    photos = [
+        data.astronaut(),
+        data.coffee(),
+        data.chelsea(),
+        data.rocket(),
+        data.immunohistochemistry(),
+        data.hubble_deep_field(),
+        data.stereo_motorcycle()[0],
+        data.retina(),
+    ]
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +89,9 @@ def write_photos(folder, n, fmt, size=(500, 375), seed=0):
         s = rng.uniform(0.6, 1.0)
         ch, cw = int(h * s), int(w * s)
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        image = Image.fromarray(photo[y:y + ch, x:x + cw]).resize(size, Image.BILINEAR)
+        image = Image.fromarray(photo[y : y + ch, x : x + cw]).resize(
+            size, Image.BILINEAR
+        )
         path = folder / f"{i:05d}.{fmt}"
         image.save(path, **({"quality": 90} if fmt == "jpg" else {}))
         paths.append(str(path))
@@ -100,7 +123,7 @@ def interleaved(contenders, reps):
     names = list(contenders)
     seconds = {name: [] for name in names}
     for r in range(reps):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             start = time.perf_counter()
             contenders[name]()
@@ -110,8 +133,13 @@ def interleaved(contenders, reps):
 
 def summary(values):
     values = [float(v) for v in values]
-    return {"median": statistics.median(values), "min": min(values),
-            "max": max(values), "n": len(values), "values": values}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+        "values": values,
+    }
 
 
 def write_report(results, output, markdown):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 
 def _ratio(s, digits=2):
-    return (f"**{s['median']:.{digits}f}** ({s['min']:.{digits}f}-"
-            f"{s['max']:.{digits}f}, n={s['n']})")
+    return (
+        f"**{s['median']:.{digits}f}** ({s['min']:.{digits}f}-"
+        f"{s['max']:.{digits}f}, n={s['n']})"
+    )
 
 
 def _seconds(s):
@@ -16,8 +18,10 @@ def markdown(results):
     env = results["environment"]
     v = env["versions"]
     lines = [
-        "# Speed benchmarks" + (" (smoke run: sizes too small to mean anything)"
-                                if results["smoke"] else ""),
+        "# Speed benchmarks"
+        + (
+            " (smoke run: sizes too small to mean anything)" if results["smoke"] else ""
+        ),
         "",
         "Written by `benchmarks/speed/run.py`; see README.md for what each "
         "measurement is. Ratios are medians over interleaved repetitions "
@@ -50,9 +54,11 @@ def markdown(results):
             "|---|---|---|---|---|",
         ]
         for r in t["rows"]:
-            lines.append(f"| {r['model']} | {r['format']} | {r['contender']} | "
-                         f"{r['images_per_second']['median']:.1f} | "
-                         f"{_ratio(r['ratio_to_forward'])} |")
+            lines.append(
+                f"| {r['model']} | {r['format']} | {r['contender']} | "
+                f"{r['images_per_second']['median']:.1f} | "
+                f"{_ratio(r['ratio_to_forward'])} |"
+            )
         lines.append("")
     if "cache_grid" in results:
         c = results["cache_grid"]
@@ -60,7 +66,7 @@ def markdown(results):
             "## 2. Grid search over a head with the feature cache",
             "",
             f"`GridSearchCV(make_pipeline(PretrainedFeatureExtractor("
-            f"\"efficientnet_lite0\", cache=...), LogisticRegression()), "
+            f'"efficientnet_lite0", cache=...), LogisticRegression()), '
             f"C={c['C']}, cv={c['folds']})` on {c['data']} ({c['fits']} fits).",
             "",
             "| | seconds |",
@@ -79,8 +85,8 @@ def markdown(results):
         lines += [
             "## 3. Linear probe: backbone features once per fit",
             "",
-            f"`FineTunedClassifier(\"efficientnet_lite0\", freeze=\"backbone\", "
-            f"augment=\"off\", max_epochs={p['epochs']})` on {p['data']}; the "
+            f'`FineTunedClassifier("efficientnet_lite0", freeze="backbone", '
+            f'augment="off", max_epochs={p["epochs"]})` on {p["data"]}; the '
             f"per-epoch path is forced with `train_transform=lambda x: x`.",
             "",
             "| | fit seconds |",
@@ -129,6 +135,7 @@ def markdown(results):
             lines.append(
                 f"| {r['images']} | {r['rss_before_mb']:.0f} | "
                 f"{r['peak_rss_during_mb']:.0f} | {r['growth_mb']:.1f} | "
-                f"{r['output_mb']:.1f} | {r['seconds']:.1f} |")
+                f"{r['output_mb']:.1f} | {r['seconds']:.1f} |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -25,20 +25,20 @@ import os
 # alike. Must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     environment,
     interleaved,
     labelled_images,
@@ -46,9 +46,9 @@ from common import (  # noqa: E402
     write_photos,
     write_report,
 )
-from report import markdown  # noqa: E402
+from report import markdown
 
-from sktransfer._testing import save_images  # noqa: E402
+from sktransfer._testing import save_images
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("throughput", "cache_grid", "linear_probe", "finetune_epoch", "memory")
@@ -78,16 +78,29 @@ class Config:
     finetune_reps: int = 3
     memory_sizes: tuple = (1000, 10000)
     memory_preprocessing: dict = field(
-        default_factory=lambda: {"resize_size": 32, "crop_size": 32})
+        default_factory=lambda: {"resize_size": 32, "crop_size": 32}
+    )
 
 
 SMOKE = Config(
-    models=(("resnet18", None),), formats=("jpg", "png"), n_images=8, photo_size=(64, 48),
-    preprocessing={"resize_size": 32, "crop_size": 32}, reps=1,
-    grid_images=24, grid_preprocessing={"resize_size": 32, "crop_size": 32},
-    grid_C=(0.1, 10.0), folds=2, grid_cached_runs=1,
-    small={"resize_size": 32, "crop_size": 32}, probe_images=16, probe_epochs=2,
-    probe_reps=1, finetune_images=16, finetune_epochs=2, finetune_reps=1,
+    models=(("resnet18", None),),
+    formats=("jpg", "png"),
+    n_images=8,
+    photo_size=(64, 48),
+    preprocessing={"resize_size": 32, "crop_size": 32},
+    reps=1,
+    grid_images=24,
+    grid_preprocessing={"resize_size": 32, "crop_size": 32},
+    grid_C=(0.1, 10.0),
+    folds=2,
+    grid_cached_runs=1,
+    small={"resize_size": 32, "crop_size": 32},
+    probe_images=16,
+    probe_epochs=2,
+    probe_reps=1,
+    finetune_images=16,
+    finetune_epochs=2,
+    finetune_reps=1,
     memory_sizes=(40, 80),
 )
 
@@ -103,20 +116,28 @@ def throughput(cfg, tmp):
     rows = []
     for model_name, weights in cfg.models:
         for fmt in cfg.formats:
-            paths = write_photos(tmp / f"photos_{fmt}", cfg.n_images, fmt,
-                                 size=cfg.photo_size)
+            paths = write_photos(
+                tmp / f"photos_{fmt}", cfg.n_images, fmt, size=cfg.photo_size
+            )
             ext = PretrainedFeatureExtractor(
-                model_name, weights=weights, preprocessing=cfg.preprocessing,
-                batch_size=16, device="cpu").fit(paths[:1])
+                model_name,
+                weights=weights,
+                preprocessing=cfg.preprocessing,
+                batch_size=16,
+                device="cpu",
+            ).fit(paths[:1])
             ext1 = clone(ext).set_params(n_jobs=1).fit(paths[:1])
             model, pre = ext.backbone_, ext.preprocessing_
             seq = as_image_sequence(paths)
-            fmt_cl = (torch.channels_last if ext._channels_last
-                      else torch.contiguous_format)
-            inputs = [torch.stack([pre.apply(seq[i]) for i in range(s, min(s + 16,
-                                                                            len(seq)))])
-                      .contiguous(memory_format=fmt_cl)
-                      for s in range(0, len(seq), 16)]
+            fmt_cl = (
+                torch.channels_last if ext._channels_last else torch.contiguous_format
+            )
+            inputs = [
+                torch.stack(
+                    [pre.apply(seq[i]) for i in range(s, min(s + 16, len(seq)))]
+                ).contiguous(memory_format=fmt_cl)
+                for s in range(0, len(seq), 16)
+            ]
 
             def forward(model=model, inputs=inputs):
                 with torch.inference_mode():
@@ -126,13 +147,17 @@ def throughput(cfg, tmp):
             contenders = {
                 "forward pass only": forward,
                 "sktransfer transform": lambda ext=ext, p=paths: ext.transform(p),
-                "sktransfer transform, n_jobs=1": lambda e=ext1, p=paths: e.transform(p),
+                "sktransfer transform, n_jobs=1": lambda e=ext1, p=paths: e.transform(
+                    p
+                ),
                 "hand-written loop": hand_written_extraction(
-                    model, pre, paths, ext._channels_last),
+                    model, pre, paths, ext._channels_last
+                ),
             }
             if fmt == "png" and _inputs._imagecodecs() is not None:
                 contenders["sktransfer transform, Pillow decoding"] = (
-                    lambda ext=ext, p=paths: _without_imagecodecs(ext.transform, p))
+                    lambda ext=ext, p=paths: _without_imagecodecs(ext.transform, p)
+                )
             if cfg.peers and model_name == "resnet18" and fmt == "jpg":
                 contenders.update(peer_contenders(paths, tmp))
             for run in contenders.values():  # warm-up
@@ -140,14 +165,22 @@ def throughput(cfg, tmp):
             seconds = interleaved(contenders, cfg.reps)
             ref = seconds["forward pass only"]
             for name, secs in seconds.items():
-                rows.append({
-                    "model": model_name, "format": fmt, "contender": name,
-                    "images": len(paths),
-                    "images_per_second": summary([len(paths) / s for s in secs]),
-                    "ratio_to_forward": summary([r / s for r, s in zip(ref, secs)]),
-                })
-    return {"photo_size": list(cfg.photo_size), "batch_size": 16,
-            "reps": cfg.reps, "rows": rows}
+                rows.append(
+                    {
+                        "model": model_name,
+                        "format": fmt,
+                        "contender": name,
+                        "images": len(paths),
+                        "images_per_second": summary([len(paths) / s for s in secs]),
+                        "ratio_to_forward": summary([r / s for r, s in zip(ref, secs)]),
+                    }
+                )
+    return {
+        "photo_size": list(cfg.photo_size),
+        "batch_size": 16,
+        "reps": cfg.reps,
+        "rows": rows,
+    }
 
 
 def _without_imagecodecs(function, *args):
@@ -170,21 +203,27 @@ def hand_written_extraction(model, pre, paths, channels_last):
     from PIL import Image
     from torchvision.transforms import InterpolationMode, v2
 
-    transform = v2.Compose([
-        v2.PILToTensor(),
-        v2.Resize(pre.resize_size, interpolation=InterpolationMode(pre.interpolation),
-                  antialias=True),
-        v2.CenterCrop(pre.crop_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(list(pre.mean), list(pre.std)),
-    ])
+    transform = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.Resize(
+                pre.resize_size,
+                interpolation=InterpolationMode(pre.interpolation),
+                antialias=True,
+            ),
+            v2.CenterCrop(pre.crop_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(pre.mean), list(pre.std)),
+        ]
+    )
 
     def run():
         out = []
         with torch.inference_mode():
             for s in range(0, len(paths), 16):
-                x = torch.stack([transform(Image.open(p).convert("RGB"))
-                                 for p in paths[s:s + 16]])
+                x = torch.stack(
+                    [transform(Image.open(p).convert("RGB")) for p in paths[s : s + 16]]
+                )
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 out.append(model(x).numpy())
@@ -214,8 +253,9 @@ def peer_contenders(paths, tmp):
         with mock.patch.object(embetter_timm.timm, "create_model", offline):
             encoder = TimmEncoder(name="resnet18")
         loader = ImageLoader(convert="RGB")
-        contenders["embetter TimmEncoder (resnet18)"] = (
-            lambda: encoder.transform(loader.transform(paths)))
+        contenders["embetter TimmEncoder (resnet18)"] = lambda: encoder.transform(
+            loader.transform(paths)
+        )
     try:
         from img2vec_pytorch import Img2Vec
     except ImportError:
@@ -229,9 +269,14 @@ def peer_contenders(paths, tmp):
         img2vec = Img2Vec(cuda=False, model="resnet")
 
         def run_img2vec():
-            return np.concatenate([
-                img2vec.get_vec([Image.open(p).convert("RGB") for p in paths[s:s + 16]])
-                for s in range(0, len(paths), 16)])
+            return np.concatenate(
+                [
+                    img2vec.get_vec(
+                        [Image.open(p).convert("RGB") for p in paths[s : s + 16]]
+                    )
+                    for s in range(0, len(paths), 16)
+                ]
+            )
 
         contenders["img2vec-pytorch (resnet18)"] = run_img2vec
     return contenders
@@ -252,10 +297,14 @@ def cache_grid(cfg, tmp):
 
     def search(cache):
         pipe = make_pipeline(
-            PretrainedFeatureExtractor("efficientnet_lite0",
-                                       preprocessing=cfg.grid_preprocessing,
-                                       device="cpu", cache=cache),
-            LogisticRegression(max_iter=1000))
+            PretrainedFeatureExtractor(
+                "efficientnet_lite0",
+                preprocessing=cfg.grid_preprocessing,
+                device="cpu",
+                cache=cache,
+            ),
+            LogisticRegression(max_iter=1000),
+        )
         search = GridSearchCV(pipe, grid, cv=cfg.folds)
         start = time.perf_counter()
         with threadpool_limits(1, user_api="blas"):
@@ -263,8 +312,11 @@ def cache_grid(cfg, tmp):
         return time.perf_counter() - start, search
 
     cached, uncached, caches = [], [], []
-    order = ["cached"] + ["uncached"] * cfg.grid_uncached_runs + \
-        ["cached"] * (cfg.grid_cached_runs - 1)
+    order = (
+        ["cached"]
+        + ["uncached"] * cfg.grid_uncached_runs
+        + ["cached"] * (cfg.grid_cached_runs - 1)
+    )
     for arm in order:
         if arm == "cached":
             cache = FeatureCache()  # cold: the first extraction is timed too
@@ -277,13 +329,17 @@ def cache_grid(cfg, tmp):
     t_cached = summary([s for s, _ in cached])
     t_uncached = summary([s for s, _ in uncached])
     return {
-        "data": f"{len(paths)} {source} PNG files", "folds": cfg.folds,
-        "C": list(cfg.grid_C), "fits": len(cfg.grid_C) * cfg.folds + 1,
-        "seconds_with_cache": t_cached, "seconds_without_cache": t_uncached,
+        "data": f"{len(paths)} {source} PNG files",
+        "folds": cfg.folds,
+        "C": list(cfg.grid_C),
+        "fits": len(cfg.grid_C) * cfg.folds + 1,
+        "seconds_with_cache": t_cached,
+        "seconds_without_cache": t_uncached,
         "speedup": t_uncached["median"] / t_cached["median"],
         "identical_mean_test_scores": all(np.array_equal(s, scores[0]) for s in scores),
         "mean_test_score": scores[0].tolist(),
-        "cache_hits": caches[0].hits, "cache_misses": caches[0].misses,
+        "cache_hits": caches[0].hits,
+        "cache_misses": caches[0].misses,
     }
 
 
@@ -292,19 +348,29 @@ def linear_probe(cfg, tmp):
     from sktransfer import FineTunedClassifier
 
     images, y, source = labelled_images(cfg.probe_images)
-    params = dict(freeze="backbone", augment="off", max_epochs=cfg.probe_epochs,
-                  batch_size=32, preprocessing=cfg.small, device="cpu",
-                  random_state=0)
+    params = dict(
+        freeze="backbone",
+        augment="off",
+        max_epochs=cfg.probe_epochs,
+        batch_size=32,
+        preprocessing=cfg.small,
+        device="cpu",
+        random_state=0,
+    )
     fitted = {}
 
     def fit(name, **extra):
-        fitted[name] = FineTunedClassifier("efficientnet_lite0", **params,
-                                           **extra).fit(images, y)
+        fitted[name] = FineTunedClassifier("efficientnet_lite0", **params, **extra).fit(
+            images, y
+        )
 
-    seconds = interleaved({
-        "features once per fit": lambda: fit("once"),
-        "features every epoch": lambda: fit("every", train_transform=lambda x: x),
-    }, cfg.probe_reps)
+    seconds = interleaved(
+        {
+            "features once per fit": lambda: fit("once"),
+            "features every epoch": lambda: fit("every", train_transform=lambda x: x),
+        },
+        cfg.probe_reps,
+    )
     once, every = fitted["once"], fitted["every"]
     proba = np.abs(once.predict_proba(images) - every.predict_proba(images)).max()
     return {
@@ -312,8 +378,14 @@ def linear_probe(cfg, tmp):
         "epochs": cfg.probe_epochs,
         "seconds_once_per_fit": summary(seconds["features once per fit"]),
         "seconds_every_epoch": summary(seconds["features every epoch"]),
-        "speedup": summary([e / o for e, o in zip(seconds["features every epoch"],
-                                                   seconds["features once per fit"])]),
+        "speedup": summary(
+            [
+                e / o
+                for e, o in zip(
+                    seconds["features every epoch"], seconds["features once per fit"]
+                )
+            ]
+        ),
         "same_predictions": bool((once.predict(images) == every.predict(images)).all()),
         "max_abs_proba_difference": float(proba),
     }
@@ -325,16 +397,25 @@ def finetune_epoch(cfg, tmp):
     from torch import nn
 
     from sktransfer import FineTunedClassifier
-    from sktransfer.backbones._load import load_backbone
     from sktransfer._features import FeatureModel
     from sktransfer._inputs import as_image_sequence
+    from sktransfer.backbones._load import load_backbone
 
     images, y, source = labelled_images(cfg.finetune_images)
     n_classes = len(np.unique(y))
-    params = dict(freeze="none", augment="off", schedule="constant",
-                  backbone_lr_ratio=1.0, lr=1e-3, weight_decay=0.01,
-                  max_epochs=cfg.finetune_epochs, batch_size=32,
-                  preprocessing=cfg.small, device="cpu", random_state=0)
+    params = dict(
+        freeze="none",
+        augment="off",
+        schedule="constant",
+        backbone_lr_ratio=1.0,
+        lr=1e-3,
+        weight_decay=0.01,
+        max_epochs=cfg.finetune_epochs,
+        batch_size=32,
+        preprocessing=cfg.small,
+        device="cpu",
+        random_state=0,
+    )
     # The same data, preprocessed once as the estimator does it.
     loaded = load_backbone("efficientnet_lite0", "DEFAULT", preprocessing=cfg.small)
     seq = as_image_sequence(images)
@@ -349,15 +430,18 @@ def finetune_epoch(cfg, tmp):
     def hand_loop():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            loaded = load_backbone("efficientnet_lite0", "DEFAULT",
-                                   preprocessing=cfg.small)
+            loaded = load_backbone(
+                "efficientnet_lite0", "DEFAULT", preprocessing=cfg.small
+            )
             body = FeatureModel(loaded.model, loaded.head, None, "avg")
             model = nn.Sequential(body, nn.Linear(body(X[:1]).shape[1], n_classes))
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3,
-                                          weight_decay=0.01)
+            optimizer = torch.optim.AdamW(
+                model.parameters(), lr=1e-3, weight_decay=0.01
+            )
             loss_fn = nn.CrossEntropyLoss()
-            data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y),
-                                               batch_size=32, shuffle=True)
+            data = torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(X, Y), batch_size=32, shuffle=True
+            )
             durations = []
             for _ in range(cfg.finetune_epochs):
                 start = time.perf_counter()
@@ -373,13 +457,16 @@ def finetune_epoch(cfg, tmp):
     # Steady state: the first epoch of each run also warms up (and, for the
     # estimator, resizes every image once); later epochs are compared.
     skip = 1 if cfg.finetune_epochs > 1 else 0
-    ratios = [statistics.median(e[skip:]) / statistics.median(h[skip:])
-              for e, h in zip(epochs["FineTunedClassifier"], epochs["hand-written loop"])]
+    ratios = [
+        statistics.median(e[skip:]) / statistics.median(h[skip:])
+        for e, h in zip(epochs["FineTunedClassifier"], epochs["hand-written loop"])
+    ]
     return {
         "data": f"{len(images)} {source} images at {cfg.small['crop_size']} px, "
-                f"batch 32, AdamW, {cfg.finetune_epochs} epochs",
-        "epoch_seconds": {k: summary([d for run in v for d in run[skip:]])
-                          for k, v in epochs.items()},
+        f"batch 32, AdamW, {cfg.finetune_epochs} epochs",
+        "epoch_seconds": {
+            k: summary([d for run in v for d in run[skip:]]) for k, v in epochs.items()
+        },
         "first_epoch_seconds": {k: [run[0] for run in v] for k, v in epochs.items()},
         "ratio": summary(ratios),
     }
@@ -394,16 +481,29 @@ def memory(cfg, tmp):
         reps = -(-max(cfg.memory_sizes) // len(images))
         images = np.concatenate([np.roll(images, k, axis=1) for k in range(reps)])
     folder = tmp / "memory"
-    save_images(folder, images[:max(cfg.memory_sizes)])
+    save_images(folder, images[: max(cfg.memory_sizes)])
     rows = []
     for n in cfg.memory_sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(folder), str(n),
-             json.dumps(cfg.memory_preprocessing)],
-            capture_output=True, text=True, check=True)
+            [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                str(folder),
+                str(n),
+                json.dumps(cfg.memory_preprocessing),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {"data": f"{source} PNG files", "model": "resnet18 (random weights)",
-            "preprocessing": cfg.memory_preprocessing, "rows": rows}
+    return {
+        "data": f"{source} PNG files",
+        "model": "resnet18 (random weights)",
+        "preprocessing": cfg.memory_preprocessing,
+        "rows": rows,
+    }
 
 
 def memory_child(folder, n, preprocessing):
@@ -411,8 +511,9 @@ def memory_child(folder, n, preprocessing):
     from sktransfer import PretrainedFeatureExtractor
 
     paths = sorted(str(p) for p in Path(folder).glob("*.png"))[:n]
-    ext = PretrainedFeatureExtractor("resnet18", weights=None, device="cpu",
-                                     preprocessing=preprocessing).fit(paths[:1])
+    ext = PretrainedFeatureExtractor(
+        "resnet18", weights=None, device="cpu", preprocessing=preprocessing
+    ).fit(paths[:1])
     ext.transform(paths[:64])  # warm-up: allocator pools, kernels
     before = _rss("VmRSS")
     reset = _reset_peak_rss()
@@ -420,11 +521,19 @@ def memory_child(folder, n, preprocessing):
     features = ext.transform(paths)
     seconds = time.perf_counter() - start
     peak = _rss("VmHWM")
-    print(json.dumps({
-        "images": n, "rss_before_mb": before, "peak_rss_during_mb": peak,
-        "growth_mb": peak - before, "peak_reset": reset,
-        "output_mb": features.nbytes / 2**20, "seconds": seconds,
-    }))
+    print(
+        json.dumps(
+            {
+                "images": n,
+                "rss_before_mb": before,
+                "peak_rss_during_mb": peak,
+                "growth_mb": peak - before,
+                "peak_reset": reset,
+                "output_mb": features.nbytes / 2**20,
+                "seconds": seconds,
+            }
+        )
+    )
 
 
 def _rss(field):
@@ -452,11 +561,15 @@ def _reset_peak_rss():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes: checks the script in seconds")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks the script in seconds"
+    )
     parser.add_argument("--output", default=str(HERE))
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections of {SECTIONS}",
+    )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -471,8 +584,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="sktransfer-speed-") as tmp:
         # Nothing reads or writes the user's torch hub cache.
         os.environ["TORCH_HOME"] = str(Path(tmp) / "torch_home")
-        results = {"smoke": args.smoke, "config": asdict(cfg),
-                   "environment": environment()}
+        results = {
+            "smoke": args.smoke,
+            "config": asdict(cfg),
+            "environment": environment(),
+        }
         for name in sections:
             t = time.perf_counter()
             print(f"[{name}] ...", flush=True)
@@ -482,8 +598,10 @@ def main(argv=None):
     results["environment"]["load_average_at_end"] = list(os.getloadavg())
     results["total_seconds"] = time.perf_counter() - start
     write_report(results, args.output, markdown(results))
-    print(f"wrote {Path(args.output) / 'results.json'} and results.md "
-          f"({results['total_seconds']:.0f} s)")
+    print(
+        f"wrote {Path(args.output) / 'results.json'} and results.md "
+        f"({results['total_seconds']:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

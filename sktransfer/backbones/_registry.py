@@ -23,9 +23,17 @@ from ._torchvision import torchvision_model_names, torchvision_spec
 _REGISTRY: dict[str, BackboneSpec] = {}
 
 
-def register_backbone(name, create, *, weights=None, preprocessing=None,
-                      head=None, source="custom", description="",
-                      overwrite=False):
+def register_backbone(
+    name,
+    create,
+    *,
+    weights=None,
+    preprocessing=None,
+    head=None,
+    source="custom",
+    description="",
+    overwrite=False,
+):
     """Make a backbone available by name to every sktransfer estimator.
 
     Parameters
@@ -165,16 +173,15 @@ def get_backbone_spec(name):
     _ensure_builtin()
     if not isinstance(name, str):
         raise TypeError(
-            f"backbone must be a name (str) or an nn.Module, got "
-            f"{type(name).__name__}."
+            f"backbone must be a name (str) or an nn.Module, got {type(name).__name__}."
         )
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name.startswith("timm:"):
         from ._builtin import timm_spec
 
-        return timm_spec(name[len("timm:"):])
-    plain = name[len("torchvision:"):] if name.startswith("torchvision:") else name
+        return timm_spec(name[len("timm:") :])
+    plain = name[len("torchvision:") :] if name.startswith("torchvision:") else name
     if plain in torchvision_model_names():
         return torchvision_spec(plain)
     raise ValueError(_unknown_message(name))
@@ -187,7 +194,9 @@ def _unknown_message(name):
     close = difflib.get_close_matches(lowered, candidates, n=5, cutoff=0.6)
     suggestions = list(dict.fromkeys(starts[:8] + close))
     if len(starts) > 1:
-        what = f"Ambiguous backbone {name!r}: {len(starts)} backbone names start with it."
+        what = (
+            f"Ambiguous backbone {name!r}: {len(starts)} backbone names start with it."
+        )
     else:
         what = f"Unknown backbone {name!r}."
     hint = f" Did you mean one of {suggestions}?" if suggestions else ""

@@ -233,8 +233,11 @@ def timm_head_name(model):
     name : str
     """
     modules = dict(model.named_modules())
-    cfg = (getattr(model, "pretrained_cfg", None)
-           or getattr(model, "default_cfg", None) or {})
+    cfg = (
+        getattr(model, "pretrained_cfg", None)
+        or getattr(model, "default_cfg", None)
+        or {}
+    )
     name = cfg.get("classifier")
     if isinstance(name, str) and name in modules:
         return name

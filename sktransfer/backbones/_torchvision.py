@@ -58,8 +58,9 @@ def _resolve(name, weights):
             short = weights.split(".")[-1]
             prefix = weights.split(".")[0] if "." in weights else enum_cls.__name__
             if prefix != enum_cls.__name__ or short not in enum_cls.__members__:
-                allowed = ["DEFAULT"] + [m for m in enum_cls.__members__
-                                         if m != "DEFAULT"]
+                allowed = ["DEFAULT"] + [
+                    m for m in enum_cls.__members__ if m != "DEFAULT"
+                ]
                 raise ValueError(
                     f"Backbone {name!r} has no weights {weights!r}; torchvision "
                     f"provides {allowed} ({enum_cls.__name__}). Or pass a "
@@ -95,8 +96,9 @@ def hub_checkpoint_path(url):
     """Where torch's hub cache keeps the file downloaded from ``url``."""
     import torch
 
-    return os.path.join(torch.hub.get_dir(), "checkpoints",
-                        os.path.basename(urlparse(url).path))
+    return os.path.join(
+        torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(url).path)
+    )
 
 
 def _create(name, member):

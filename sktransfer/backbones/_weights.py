@@ -20,7 +20,8 @@ _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 def is_weights_file(weights):
     return isinstance(weights, (str, os.PathLike)) and (
         str(weights).endswith(_TORCH_SUFFIXES + (".safetensors",))
-        or os.sep in str(weights) or "/" in str(weights)
+        or os.sep in str(weights)
+        or "/" in str(weights)
     )
 
 
@@ -50,8 +51,10 @@ def load_weights_file(path):
 
 def unwrap_state_dict(obj, what="weights"):
     """Accept a state dict, or a checkpoint dict holding one under a usual key."""
-    if isinstance(obj, Mapping) and obj and all(
-        isinstance(v, torch.Tensor) for v in obj.values()
+    if (
+        isinstance(obj, Mapping)
+        and obj
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
     ):
         return dict(obj)
     if isinstance(obj, Mapping):
@@ -78,7 +81,8 @@ def load_state_dict_checked(model, state_dict, *, backbone_name, what):
     shapes = [
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
         for k in expected
-        if k in state_dict and not is_lazy(expected[k])
+        if k in state_dict
+        and not is_lazy(expected[k])
         and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or shapes:
@@ -90,7 +94,8 @@ def load_state_dict_checked(model, state_dict, *, backbone_name, what):
         if shapes:
             parts.append(f"{len(shapes)} shape mismatch(es) {_few(shapes)}")
         raise ValueError(
-            f"{what} do not fit backbone {backbone_name!r}: " + "; ".join(parts)
+            f"{what} do not fit backbone {backbone_name!r}: "
+            + "; ".join(parts)
             + ". The checkpoint is probably of another architecture or number of "
             "classes; pick the backbone it was saved from."
         )
@@ -104,7 +109,7 @@ def _few(items, n=3):
 
 def _strip_prefix(state_dict, prefix):
     if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 
