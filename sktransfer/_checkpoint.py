@@ -23,6 +23,9 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
+from ._state import to_plain
+from .backbones._weights import file_identity, module_identity, state_dict_identity
+
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 # Parameters that do not change what training computes.
@@ -206,8 +209,6 @@ def run_identity(params, data, y, classes=None):
     covers the number of samples, every target and the content of up to 16
     evenly spaced images (all of a tensor).
     """
-    from .backbones._weights import file_identity
-
     weights = params.get("weights")
     if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
         params = {**params, "weights": file_identity(weights)}  # its content
@@ -241,8 +242,6 @@ def _differences(saved, identity):
 
 def _canonical(value):
     """A JSON value standing for ``value`` in a run's identity."""
-    from .backbones._weights import module_identity, state_dict_identity
-
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, np.integer)):
@@ -271,19 +270,6 @@ def _canonical(value):
         digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode())
         return [f"{value.__module__}.{value.__qualname__}", digest.hexdigest()]
     return [name, repr(value)]
-
-
-def to_plain(value):
-    """``value`` with numpy and torch values turned into Python ones (for JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _cpu_copy(state_dict):

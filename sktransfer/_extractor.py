@@ -23,7 +23,7 @@ from ._inference import (
 )
 from ._input_spec import InputSpec, resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
-from ._persistence import PlainPickleMixin
+from ._state import PlainPickleMixin
 from ._validation import check_choice, check_int
 from .backbones._load import _seed, load_backbone, seeded_torch
 from .backbones._weights import state_dict_identity

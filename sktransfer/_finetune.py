@@ -36,7 +36,6 @@ from ._checkpoint import (
     read_checkpoint,
     run_identity,
     stopped_early,
-    to_plain,
 )
 from ._device import resolve_device
 from ._features import FeatureModel
@@ -47,7 +46,7 @@ from ._input_spec import (
     resolved_attributes,
     restore_input_attributes,
 )
-from ._persistence import PlainPickleMixin
+from ._state import PlainPickleMixin, to_plain
 from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._training import (
     FreezeSchedule,

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import shutil
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,16 +27,25 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
-from torch.nn.parameter import is_lazy
 
-FORMAT_VERSION = 1
-MIN_FORMAT_VERSION = 1
+from . import __version__
+from ._cache import FeatureCache
+from ._device import resolve_device
+from ._extractor import PretrainedFeatureExtractor
+from ._finetune import FineTunedClassifier, FineTunedRegressor
+from ._state import (
+    FORMAT_VERSION,
+    MIN_FORMAT_VERSION,
+    check_backbone_available,
+    cpu_tensors,
+    saved_device,
+)
+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 _CLASSES = {
-    "PretrainedFeatureExtractor": "._extractor",
-    "FineTunedClassifier": "._finetune",
-    "FineTunedRegressor": "._finetune",
+    cls.__name__: cls
+    for cls in (PretrainedFeatureExtractor, FineTunedClassifier, FineTunedRegressor)
 }
 # Parameters used only by fit: a saved estimator predicts without them.
 _FIT_ONLY = ("train_transform", "net_params", "weights", "random_state")
@@ -92,8 +100,6 @@ def save(estimator, path):
         k: _encode(v, k, name) for k, v in estimator.get_params(deep=False).items()
     }
     tensors, fitted = estimator._export()
-    from . import __version__
-
     config = {
         "format": "sktransfer",
         "format_version": FORMAT_VERSION,
@@ -110,7 +116,7 @@ def save(estimator, path):
             f"sktransfer.save: cannot store the fitted {name} as JSON ({exc}); "
             f"class labels must be numbers, strings or booleans."
         ) from exc
-    _write_folder(Path(path), text, _cpu_tensors(tensors, name))
+    _write_folder(Path(path), text, cpu_tensors(tensors, name))
 
 
 def load(path, *, device=None):
@@ -140,16 +146,14 @@ def load(path, *, device=None):
         this sktransfer reads (upgrade sktransfer), or weights that do not fit
         the backbone.
     """
-    import importlib
-
     from safetensors.torch import load_file
 
     folder = Path(path)
     config = _read_config(folder)
     name = config["class"]
-    cls = getattr(importlib.import_module(_CLASSES[name], __package__), name)
+    cls = _CLASSES[name]
     params = _read_params(config, cls, folder)
-    _check_backbone_available(
+    check_backbone_available(
         params["backbone"], f"sktransfer.load: the {name} in {str(folder)!r}"
     )
     weights_path = folder / WEIGHTS_FILE
@@ -163,107 +167,14 @@ def load(path, *, device=None):
         ) from exc
     estimator = cls(**params)
     if device is None:
-        resolved = _saved_device(estimator.device, name)
+        resolved = saved_device(estimator.device, name)
     else:
-        from ._device import resolve_device
-
         estimator.set_params(device=device)
         resolved = resolve_device(device, f"sktransfer.load: {name}")
     return estimator._restore(tensors, config["fitted"], resolved)
 
 
-# -- pickle and skops: the fitted state as plain values --------------------------
-FITTED_STATE = "_sktransfer_fitted"
-# What a pickle keeps of an estimator's __dict__ besides its fitted state.
-_KEPT = ("_sklearn_version", "_metadata_request")
-
-
-class PlainPickleMixin:
-    """Pickle (and skops) support for sktransfer estimators.
-
-    A fitted estimator pickles as its parameters plus :func:`plain_state`:
-    the weights as safetensors bytes and the fitted attributes as plain
-    values, like :func:`save`, so the pickle holds no torch or skorch objects
-    (unless a parameter does), loads on a CPU-only machine, and skops can
-    read it. ``_fitted_attribute`` is the attribute ``fit`` sets.
-    """
-
-    _fitted_attribute = None
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if self._fitted_attribute not in self.__dict__:
-            return state
-        return plain_state(self, state)
-
-    def __setstate__(self, state):
-        state = dict(state)
-        fitted = state.pop(FITTED_STATE, None)
-        super().__setstate__(state)
-        if fitted is not None:
-            restore_plain_state(self, fitted)
-
-
-def plain_state(estimator, state):
-    """The pickle (and skops) state of a fitted ``estimator``.
-
-    ``state`` is ``BaseEstimator.__getstate__``'s. Its parameters are kept as
-    they are; the fitted attributes are replaced by what :func:`save` writes:
-    plain values and the weights as safetensors bytes, on the CPU. Unpickling
-    rebuilds the estimator like :func:`load` (:func:`restore_plain_state`), so
-    a pickle holds no torch or skorch objects unless a parameter does, and a
-    GPU fit loads on a CPU-only machine.
-    """
-    from safetensors.torch import save as safetensors_bytes
-
-    from . import __version__
-
-    name = type(estimator).__name__
-    tensors, fitted = estimator._export()
-    kept = {
-        k: v
-        for k, v in state.items()
-        if k in _KEPT or k in estimator._get_param_names()
-    }
-    kept[FITTED_STATE] = {
-        "format_version": FORMAT_VERSION,
-        "sktransfer_version": __version__,
-        "fitted": fitted,
-        "weights": safetensors_bytes(_cpu_tensors(tensors, name)),
-    }
-    return kept
-
-
-def restore_plain_state(estimator, saved):
-    """Rebuild the fitted attributes :func:`plain_state` stored (after the
-    parameters are back in ``estimator.__dict__``). The device is the
-    ``device`` parameter's, or the CPU (with a warning) when it is not
-    available here."""
-    from safetensors.torch import load as load_safetensors
-
-    from . import __version__
-
-    name = type(estimator).__name__
-    version = saved.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ValueError(
-            f"Cannot unpickle this {name}: it was pickled by sktransfer "
-            f"{saved.get('sktransfer_version', 'of an unknown version')} in state "
-            f"format {version!r}, but sktransfer {__version__} reads formats "
-            f"{MIN_FORMAT_VERSION} to {FORMAT_VERSION}. Upgrade sktransfer: pip "
-            f"install --upgrade sktransfer."
-        )
-    _check_backbone_available(estimator.backbone, f"Cannot unpickle this {name}: it")
-    tensors = load_safetensors(saved["weights"])
-    device = _saved_device(
-        estimator.device,
-        name,
-        "To choose the device, save it with sktransfer.save "
-        "and load it with sktransfer.load(path, device=...).",
-    )
-    estimator._restore(tensors, saved["fitted"], device)
-
-
+# -- skops ---------------------------------------------------------------------
 def skops_trusted_types():
     """The sktransfer types a skops file of sktransfer estimators may hold.
 
@@ -287,10 +198,6 @@ def skops_trusted_types():
     >>> sktransfer.skops_trusted_types()[0]
     'sktransfer._extractor.PretrainedFeatureExtractor'
     """
-    from ._cache import FeatureCache
-    from ._extractor import PretrainedFeatureExtractor
-    from ._finetune import FineTunedClassifier, FineTunedRegressor
-
     return [
         f"{cls.__module__}.{cls.__qualname__}"
         for cls in (
@@ -421,31 +328,13 @@ def _torchvision_weights_name(value):
 # -- files --------------------------------------------------------------------
 def _class_name(estimator):
     name = type(estimator).__name__
-    if name in _CLASSES:
-        import importlib
-
-        cls = getattr(importlib.import_module(_CLASSES[name], __package__), name)
-        if type(estimator) is cls:
-            return name
+    if type(estimator) is _CLASSES.get(name):
+        return name
     raise TypeError(
         f"sktransfer.save saves PretrainedFeatureExtractor, FineTunedClassifier "
         f"and FineTunedRegressor instances, got {type(estimator).__name__}. "
         f"Save the other steps of a pipeline with their own tools."
     )
-
-
-def _cpu_tensors(tensors, owner):
-    out = {}
-    for key, tensor in tensors.items():
-        if is_lazy(tensor):
-            raise ValueError(
-                f"sktransfer.save: {owner}'s weight {key!r} is an uninitialized "
-                f"lazy parameter (a lazy module that never ran); it cannot be "
-                f"saved."
-            )
-        # Copies: safetensors refuses tensors that share memory.
-        out[key] = tensor.detach().to("cpu", copy=True).contiguous()
-    return out
 
 
 def _write_folder(path, text, tensors):
@@ -475,8 +364,6 @@ def _write_folder(path, text, tensors):
 
 
 def _read_config(folder):
-    from . import __version__
-
     if not folder.exists():
         raise FileNotFoundError(f"sktransfer.load: no such folder: {str(folder)!r}.")
     config_path = folder / CONFIG_FILE
@@ -527,8 +414,6 @@ def _read_config(folder):
 
 
 def _read_params(config, cls, folder):
-    from . import __version__
-
     try:
         params = {k: _decode(v) for k, v in dict(config["params"]).items()}
     except (KeyError, TypeError, ValueError) as exc:
@@ -546,38 +431,6 @@ def _read_params(config, cls, folder):
             f"sktransfer to load it: pip install --upgrade sktransfer."
         )
     return params
-
-
-def _check_backbone_available(backbone, what):
-    from .backbones._registry import get_backbone_spec
-
-    if isinstance(backbone, nn.Module):
-        return
-    try:
-        get_backbone_spec(backbone)
-    except (ValueError, TypeError, ImportError) as exc:
-        raise type(exc)(
-            f"{what} uses backbone {backbone!r}, which is not available here "
-            f"({exc}) If it was added with sktransfer.register_backbone, register "
-            f"it again (same name, same architecture) before loading."
-        ) from exc
-
-
-def _saved_device(
-    device, owner, advice="Pass sktransfer.load(path, device=...) to choose the device."
-):
-    from ._device import resolve_device
-
-    try:
-        return resolve_device(device, owner)
-    except ValueError:
-        warnings.warn(
-            f"{owner} was saved with device={device!r}, which is not available "
-            f"here; it is loaded on the CPU. {advice}",
-            UserWarning,
-            stacklevel=3,
-        )
-        return torch.device("cpu")
 
 
 def _library_versions():
