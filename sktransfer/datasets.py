@@ -7,6 +7,8 @@ network unless ``download=True`` is passed explicitly.
 import difflib
 import gzip
 import hashlib
+import importlib.resources
+import io
 import numbers
 import os
 import tempfile
@@ -29,6 +31,7 @@ __all__ = [
     "load_dataset",
     "load_digits_images",
     "load_fashion_mnist",
+    "load_fashion_mnist_sample",
     "subsample_per_class",
 ]
 
@@ -67,6 +70,15 @@ _CHECKSUMS = {
         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
     ),
 }
+
+# The sample shipped in sktransfer/data (built by
+# benchmarks/make_fashion_mnist_sample.py; licence and provenance in
+# sktransfer/data/README.md): SHA-256 over its arrays' names, dtypes, shapes
+# and bytes, checked on every load.
+_SAMPLE_PACKAGE = "sktransfer"
+_SAMPLE_FILE = ("data", "fashion_mnist_sample.npz")
+_SAMPLE_DIGEST = "670168360c57edab372f9728017006de7bf862153a884eb58699fb419c9720f1"
+_SAMPLE_PER_CLASS = {"train": 400, "test": 200}
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
@@ -377,9 +389,100 @@ def load_digits_images(*, return_X_y=False):
     )
 
 
+def _sample_resource():
+    return importlib.resources.files(_SAMPLE_PACKAGE).joinpath(*_SAMPLE_FILE)
+
+
+def _sample_digest(arrays):
+    """SHA-256 over the arrays' names, dtypes, shapes and bytes (sorted names)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def load_fashion_mnist_sample(*, subset="train", return_X_y=False):
+    """Load the small Fashion-MNIST sample shipped with sktransfer.
+
+    A stratified random sample of the official files that keeps the official
+    split: 400 images per class (4,000) of the 60,000 training images and 200
+    per class (2,000) of the 10,000 test images. It is part of the package
+    (2.6 MB, read with :mod:`importlib.resources`), so it works offline and
+    without the full data set; ``sktransfer demo`` uses it when
+    :func:`load_fashion_mnist` finds no files. Fashion-MNIST is MIT-licensed
+    by Zalando SE (Han Xiao, Kashif Rasul, Roland Vollgraf); the licence text
+    and how the sample was drawn are in the package's ``data/`` folder.
+
+    Parameters
+    ----------
+    subset : {"train", "test"}, default="train"
+        The 4,000 training images or the 2,000 test images.
+
+    return_X_y : bool, default=False
+        Return ``(images, target)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        As :func:`load_fashion_mnist`: ``images`` (uint8 array of shape
+        (n_samples, 28, 28)), ``target`` (int64 array of shape (n_samples,),
+        values 0..9), ``target_names``, ``DESCR`` and ``source`` (the file
+        read), plus ``index``: the images' positions in the official
+        ``subset`` files (sorted, so the official order is kept).
+
+    (images, target) : tuple of ndarray
+        If ``return_X_y=True``.
+
+    See Also
+    --------
+    load_fashion_mnist : The full data set, from local files or a download.
+
+    Examples
+    --------
+    >>> from sktransfer.datasets import load_fashion_mnist_sample
+    >>> data = load_fashion_mnist_sample(subset="test")
+    >>> data.images.shape, data.images.dtype, data.target_names[9]
+    ((2000, 28, 28), dtype('uint8'), 'Ankle boot')
+    """
+    if subset not in _SAMPLE_PER_CLASS:
+        raise ValueError(
+            "load_fashion_mnist_sample: subset must be 'train' or 'test', got "
+            f"{subset!r}."
+        )
+    resource = _sample_resource()
+    with resource.open("rb") as f, np.load(io.BytesIO(f.read())) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    if _sample_digest(arrays) != _SAMPLE_DIGEST:
+        raise ValueError(
+            f"load_fashion_mnist_sample: {resource} is not the sample this "
+            f"version of sktransfer shipped (its content SHA-256 is "
+            f"{_sample_digest(arrays)}, expected {_SAMPLE_DIGEST}). Reinstall "
+            "sktransfer, or rebuild the file with "
+            "benchmarks/make_fashion_mnist_sample.py."
+        )
+    images = arrays[f"{subset}_images"]
+    target = arrays[f"{subset}_target"].astype(np.int64)
+    if return_X_y:
+        return images, target
+    n = _SAMPLE_PER_CLASS[subset]
+    return Bunch(
+        images=images,
+        target=target,
+        target_names=list(FASHION_MNIST_CLASSES),
+        DESCR=_FASHION_MNIST_DESCR
+        + f"\nThis is the sample shipped with sktransfer: {n} images per class "
+        f"of the official {subset!r} subset ({len(target)} images).\n",
+        source=str(resource),
+        index=arrays[f"{subset}_index"].astype(np.int64),
+    )
+
+
 _LOADERS = {
     "digits": load_digits_images,
     "fashion_mnist": load_fashion_mnist,
+    "fashion_mnist_sample": load_fashion_mnist_sample,
 }
 
 
@@ -388,12 +491,12 @@ def load_dataset(name, **kwargs):
 
     Parameters
     ----------
-    name : {"digits", "fashion_mnist"}
+    name : {"digits", "fashion_mnist", "fashion_mnist_sample"}
         The dataset.
 
     **kwargs : dict
-        Passed on to the loader (:func:`load_digits_images` or
-        :func:`load_fashion_mnist`).
+        Passed on to the loader (:func:`load_digits_images`,
+        :func:`load_fashion_mnist` or :func:`load_fashion_mnist_sample`).
 
     Returns
     -------

@@ -14,6 +14,7 @@ from sktransfer.datasets import (
     load_dataset,
     load_digits_images,
     load_fashion_mnist,
+    load_fashion_mnist_sample,
     subsample_per_class,
 )
 
@@ -372,13 +373,171 @@ def test_load_dataset_dispatch(tmp_path, no_debian):
 
 def test_load_dataset_unknown_name():
     expected = (
-        r"unknown dataset 'fashion-mnist'\. Did you mean 'fashion_mnist'\? "
-        r"Available: 'digits', 'fashion_mnist'\."
+        r"unknown dataset 'fashion-mnist'\. Did you mean 'fashion_mnist' or "
+        r"'fashion_mnist_sample'\? Available: 'digits', 'fashion_mnist', "
+        r"'fashion_mnist_sample'\."
     )
     with pytest.raises(ValueError, match=expected):
         load_dataset("fashion-mnist")
     with pytest.raises(ValueError, match=r"unknown dataset 'cifar10'\. Available:"):
         load_dataset("cifar10")
+
+
+# -- the shipped Fashion-MNIST sample ----------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("subset, per_class", [("train", 400), ("test", 200)])
+def test_sample_shapes_dtypes_and_balance(subset, per_class, no_debian):
+    data = load_fashion_mnist_sample(subset=subset)
+    n = 10 * per_class
+    assert data.images.shape == (n, 28, 28) and data.images.dtype == np.uint8
+    assert data.target.shape == (n,) and data.target.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(data.target), [per_class] * 10)
+    assert data.target_names == datasets.FASHION_MNIST_CLASSES
+    official_size = {"train": 60000, "test": 10000}[subset]
+    assert data.index.dtype == np.int64
+    assert np.all(np.diff(data.index) > 0)  # sorted, no repeats: official order
+    assert 0 <= data.index[0] and data.index[-1] < official_size
+    assert data.source.endswith("fashion_mnist_sample.npz")
+    assert f"{per_class} images per class of the official {subset!r}" in data.DESCR
+    # Real photographs of articles, not noise: full 0..255 range, dark background.
+    assert data.images.max() == 255 and np.median(data.images) == 0
+    X, y = load_fashion_mnist_sample(subset=subset, return_X_y=True)
+    np.testing.assert_array_equal(X, data.images)
+    np.testing.assert_array_equal(y, data.target)
+
+
+def test_sample_is_deterministic_and_split_is_official():
+    first, again = load_fashion_mnist_sample(), load_fashion_mnist_sample()
+    np.testing.assert_array_equal(first.images, again.images)
+    np.testing.assert_array_equal(first.index, again.index)
+    test = load_fashion_mnist_sample(subset="test")
+    # Train and test come from different official files; no image repeats
+    # across them (Fashion-MNIST has no exact train/test duplicates here).
+    train_rows = {img.tobytes() for img in first.images}
+    assert not any(img.tobytes() in train_rows for img in test.images)
+
+
+def test_sample_via_load_dataset():
+    images, target = load_dataset(
+        "fashion_mnist_sample", subset="test", return_X_y=True
+    )
+    assert images.shape == (2000, 28, 28) and target.shape == (2000,)
+
+
+def test_sample_bad_subset():
+    with pytest.raises(
+        ValueError,
+        match=r"load_fashion_mnist_sample: subset must be 'train' or 'test', got 'all'",
+    ):
+        load_fashion_mnist_sample(subset="all")
+
+
+def test_sample_checksum_is_checked(monkeypatch):
+    monkeypatch.setattr(datasets, "_SAMPLE_DIGEST", "0" * 64)
+    expected = (
+        r"load_fashion_mnist_sample: .*fashion_mnist_sample\.npz is not the sample "
+        r"this version of sktransfer shipped \(its content SHA-256 is [0-9a-f]{64}, "
+        r"expected 0{64}\)\. Reinstall sktransfer"
+    )
+    with pytest.raises(ValueError, match=expected):
+        load_fashion_mnist_sample()
+
+
+def test_sample_licence_and_attribution_ship_beside_it():
+    import importlib.resources
+
+    folder = importlib.resources.files("sktransfer").joinpath("data")
+    licence = folder.joinpath("LICENSE").read_text(encoding="utf-8")
+    assert "The MIT License" in licence and "Zalando SE" in licence
+    readme = folder.joinpath("README.md").read_text(encoding="utf-8")
+    for needed in ("Han Xiao", "Kashif Rasul", "Roland Vollgraf", "arXiv:1708.07747"):
+        assert needed in readme
+    assert datasets._SAMPLE_DIGEST in readme
+
+
+def test_sample_loads_from_a_wheel(tmp_path):
+    """Built into a wheel and imported from the zip (no source tree, no files
+    on disk), the sample is found through importlib.resources."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "sktransfer",
+        src / "sktransfer",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("sktransfer-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("fashion_mnist_sample.npz", "LICENSE", "README.md"):
+        assert f"sktransfer/data/{name}" in names
+    code = (
+        "import sktransfer, sktransfer.datasets as d; "
+        f"assert sktransfer.__file__.startswith({str(wheel)!r}), sktransfer.__file__; "
+        "b = d.load_fashion_mnist_sample(subset='test'); "
+        "print(b.images.shape, b.source)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,  # not the source tree: python -c puts the cwd first
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(wheel)},
+        timeout=120,
+    ).stdout
+    assert out.startswith("(2000, 28, 28) ") and str(wheel) in out
+
+
+@needs_debian
+@pytest.mark.parametrize("subset", ["train", "test"])
+def test_sample_is_a_subset_of_the_official_files(subset):
+    official = load_fashion_mnist(subset=subset)
+    sample = load_fashion_mnist_sample(subset=subset)
+    np.testing.assert_array_equal(sample.images, official.images[sample.index])
+    np.testing.assert_array_equal(sample.target, official.target[sample.index])
+
+
+@needs_debian
+def test_sample_builder_reproduces_the_shipped_sample(tmp_path):
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "make_fashion_mnist_sample.py"
+    spec = importlib.util.spec_from_file_location("make_fashion_mnist_sample", path)
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    arrays = builder.sample_arrays()
+    assert datasets._sample_digest(arrays) == datasets._SAMPLE_DIGEST
+    builder.write_npz(tmp_path / "s.npz", arrays)
+    shipped = datasets._sample_resource().read_bytes()
+    assert (tmp_path / "s.npz").read_bytes() == shipped
 
 
 # -- labels_per_class_split / subsample_per_class ---------------------------
