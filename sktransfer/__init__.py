@@ -21,6 +21,9 @@ _PUBLIC = {
     "save": "._persistence",
     "load": "._persistence",
     "skops_trusted_types": "._persistence",
+    "logme_score": "._transferability",
+    "logme_scorer": "._transferability",
+    "rank_backbones": "._transferability",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
