@@ -306,3 +306,72 @@ def _atomic_save(obj, path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def training_state(estimator, data, y_train, has_valid):
+    """The TrainingState callback of a fine-tuner's fit: best weights, and the
+    checkpoint to write and to resume from when ``checkpoint_dir`` is set."""
+    monitor = "valid_loss" if has_valid else "train_loss"
+    # With early stopping, skorch's EarlyStopping keeps the best weights.
+    if estimator.checkpoint_dir is None:
+        return TrainingState(monitor, keep_best=not has_valid)
+    identity = run_identity(
+        estimator.get_params(deep=False),
+        data,
+        y_train,
+        getattr(estimator, "classes_", None),
+    )
+    resume = read_checkpoint(
+        estimator.checkpoint_dir, identity, type(estimator).__name__
+    )
+    return TrainingState(
+        monitor,
+        keep_best=not has_valid,
+        path=Path(estimator.checkpoint_dir) / CHECKPOINT_FILE,
+        identity=identity,
+        resume=resume,
+    )
+
+
+def after_interruption(net, state, owner, checkpoint_dir):
+    """After Ctrl-C (KeyboardInterrupt, which skorch catches), keep the best
+    completed epoch's weights and warn; re-raise if no epoch ended."""
+    import warnings
+
+    completed = completed_epochs(net.history)
+    if completed >= net.max_epochs or stopped_early(net):
+        return
+    if completed == 0:
+        raise KeyboardInterrupt
+    when = (
+        f"after epoch {completed}"
+        if len(net.history) == completed
+        else f"during epoch {completed + 1}"
+    )
+    del net.history[completed:]  # the unfinished epoch, if any
+    es = dict(net.callbacks_).get("early_stopping")
+    if es is not None:  # its on_train_end restored its best weights
+        best, monitor = int(es.best_epoch_), "valid_loss"
+    else:
+        best, monitor = state.best_epoch_, state.monitor
+        if state.best_state_ is not None:
+            net.module_.load_state_dict(state.best_state_)
+    if best is None:  # no finite loss yet
+        kept = "keeps the current weights"
+    else:
+        score = net.history[best - 1][monitor]
+        kept = (
+            f"keeps the weights of epoch {best}, the best so far "
+            f"({monitor}={score:.4g})"
+        )
+    resume = (
+        f" Call fit again to resume from the checkpoint in {str(checkpoint_dir)!r}."
+        if checkpoint_dir
+        else ""
+    )
+    warnings.warn(
+        f"{owner}: training was interrupted (KeyboardInterrupt) {when} "
+        f"of {net.max_epochs}; the fitted estimator {kept}.{resume}",
+        UserWarning,
+        stacklevel=5,  # fit's caller: after_interruption < _train < _fit < fit
+    )

@@ -8,27 +8,21 @@ from importlib import metadata
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
+from ._base import PretrainedEstimator, init_seed
 from ._cache import digest, resolve_cache, row_keys
-from ._device import PRECISIONS, resolve_device, wants_channels_last
+from ._device import PRECISIONS, wants_channels_last
 from ._features import POOLINGS, FeatureModel, check_layers
-from ._inference import (
-    iter_array_batches,
-    iter_image_batches,
-    progress_bar,
-    run_inference,
-)
-from ._input_spec import InputSpec, resolved_attributes, restore_input_attributes
+from ._inference import progress_bar
+from ._input_spec import resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
-from ._state import PlainPickleMixin
 from ._validation import check_choice, check_int
-from .backbones._load import _seed, load_backbone, seeded_torch
+from .backbones._load import seeded_torch
 from .backbones._weights import state_dict_identity
 
-_OWNER = "PretrainedFeatureExtractor"
 _DEFAULT_THREADS = 2  # n_jobs=None
 # Weights identities that name exactly the values loaded (content digests, or
 # versioned library weights; random ones with the torch version in the key).
@@ -50,7 +44,7 @@ def _installed_version(distribution):
         return None
 
 
-class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimator):
+class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
     """Extract feature vectors from images with a pretrained backbone.
 
     The backbone, its weights, preprocessing and device are resolved in
@@ -106,6 +100,7 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
     random_state : int, RandomState or None, default=None
         Seeds the random initialisation when ``weights=None``, and that of
         lazy modules (``nn.LazyLinear``) on the first forward pass in ``fit``.
+        None behaves as 0, so the features are reproducible.
     verbose : int, default=0
         Show a progress bar (tqdm) when > 0.
     cache : None, "memory", str, path or FeatureCache, default=None
@@ -191,12 +186,12 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         self.cache = cache
 
     def _check_params(self):
-        check_choice(_OWNER, "pooling", self.pooling, POOLINGS)
-        check_choice(_OWNER, "precision", self.precision, PRECISIONS)
-        check_choice(_OWNER, "on_error", self.on_error, ("raise", "warn"))
-        check_int(_OWNER, "batch_size", self.batch_size)
-        check_int(_OWNER, "n_jobs", self.n_jobs, allow_none=True)
-        check_int(_OWNER, "verbose", self.verbose, minimum=0)
+        check_choice(self._name, "pooling", self.pooling, POOLINGS)
+        check_choice(self._name, "precision", self.precision, PRECISIONS)
+        check_choice(self._name, "on_error", self.on_error, ("raise", "warn"))
+        check_int(self._name, "batch_size", self.batch_size)
+        check_int(self._name, "n_jobs", self.n_jobs, allow_none=True)
+        check_int(self._name, "verbose", self.verbose, minimum=0)
 
     def fit(self, X, y=None):
         """Load the backbone and its weights; run it on the first readable image.
@@ -215,22 +210,11 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         # fit starts from scratch: n_features_in_ is set again only for 2-D X.
         for attr in ("n_features_in_", "feature_names_in_"):
             self.__dict__.pop(attr, None)
-        loaded = load_backbone(
-            self.backbone,
-            self.weights,
-            preprocessing=self.preprocessing,
-            random_state=self.random_state,
-            owner=_OWNER,
-        )
+        loaded = self._resolve()
         layers = check_layers(
-            loaded.model, self.layer, backbone_name=loaded.name, owner=_OWNER
+            loaded.model, self.layer, backbone_name=loaded.name, owner=self._name
         )
-        self.device_ = resolve_device(self.device, _OWNER)
-        self._cache = resolve_cache(self.cache, _OWNER)
-        self.preprocessing_ = loaded.preprocessing
-        self.weights_id_ = loaded.weights_id
-        self.backbone_name_ = loaded.name
-        self._input_spec = InputSpec.create(self, loaded.preprocessing, _OWNER)
+        self._cache = resolve_cache(self.cache, self._name)
         model = FeatureModel(loaded.model, loaded.head, layers, self.pooling)
         self._channels_last = wants_channels_last(model, self.device_)
         if self._channels_last:
@@ -249,7 +233,7 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         # With a cache, a known first image spares this forward pass; its
         # result is not stored (computed alone, it may differ in the last bits
         # from the same image computed in a batch by transform).
-        with seeded_torch(_seed(self.random_state), self.device_):
+        with seeded_torch(init_seed(self.random_state), self.device_):
             self.n_features_out_ = self._extract(first, store=False).shape[1]
         if self._cache is not None and lazy:
             self._set_cache_key(lazy=True)
@@ -312,7 +296,7 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
                 continue
             return data.subset([i])
         raise ValueError(
-            f"{_OWNER}: none of the {len(data)} images in X can be read, so "
+            f"{self._name}: none of the {len(data)} images in X can be read, so "
             f"fit cannot run the backbone. First error: "
             f"{getattr(first_error, 'reason', first_error)}"
         ) from first_error
@@ -388,27 +372,13 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         """Run the backbone on ``data`` (the rows ``indices``, default all)."""
         n = len(data) if indices is None else len(indices)
         n_total = n if n_total is None else n_total
-        if isinstance(data, torch.Tensor):
-            if indices is not None:
-                data = data[indices]
-            batches = iter_array_batches(data, self.batch_size)
-        else:
-            batches = iter_image_batches(
+        with progress_bar(n, self.verbose > 0, self.backbone_name_) as bar:
+            features, failures = self._infer(
+                self.backbone_,
                 data,
-                self.preprocessing_,
-                self.batch_size,
+                indices=indices,
                 n_threads=self._n_threads,
                 on_error=self.on_error,
-                indices=indices,
-                channels_last=self._channels_last,
-                pin_memory=self.device_.type == "cuda",
-            )
-        with progress_bar(n, self.verbose > 0, self.backbone_name_) as bar:
-            features, failures = run_inference(
-                self.backbone_,
-                batches,
-                n,
-                device=self.device_,
                 precision=self.precision,
                 channels_last=self._channels_last,
                 progress=bar,
@@ -419,7 +389,7 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
                 getattr(b.error, "reason", str(b.error)) for b in failures[:10]
             )
             warnings.warn(
-                f"{_OWNER}: {len(failures)} of {n_total} images could not be read; their "
+                f"{self._name}: {len(failures)} of {n_total} images could not be read; their "
                 f"rows are NaN: {listed}" + (" ..." if len(failures) > 10 else ""),
                 UserWarning,
                 stacklevel=4,
@@ -469,13 +439,7 @@ class PretrainedFeatureExtractor(PlainPickleMixin, TransformerMixin, BaseEstimat
         }
         # The saved body lacks the classification head when layer=None (the
         # features never use it): complete the state dict with a random head.
-        loaded = load_backbone(
-            params["backbone"],
-            None,
-            preprocessing=None,
-            random_state=params["random_state"],
-            owner=_OWNER,
-        )
+        loaded = self._architecture()
         weights = {**loaded.model.state_dict(), **body}
         pre = fitted["preprocessing_"]
         preprocessing = (

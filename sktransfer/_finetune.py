@@ -1,63 +1,48 @@
 """FineTunedClassifier and FineTunedRegressor: fine-tune a pretrained backbone.
 
 Both wrap a skorch ``NeuralNet`` built in ``fit`` (``net_``). Backbone,
-weights, preprocessing and input handling are the ones of
-:class:`~sktransfer.PretrainedFeatureExtractor` (``load_backbone``,
-``InputSpec``); the transfer-learning parts live in ``_training``.
+weights, device, preprocessing, input handling and inference are shared with
+:class:`~sktransfer.PretrainedFeatureExtractor` (``_base``); the net, its
+callbacks and training are in ``_training``, checkpoints and interruption in
+``_checkpoint``: this module holds the estimators only.
 """
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import time
-import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder, StandardScaler
-from sklearn.utils import check_random_state
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
-from skorch.callbacks import Callback
 from torch import nn
-from torch.utils.data import default_collate
 
 from ._augment import AUGMENTS, make_augmentation
-from ._checkpoint import (
-    CHECKPOINT_FILE,
-    TrainingState,
-    completed_epochs,
-    read_checkpoint,
-    run_identity,
-    stopped_early,
-)
-from ._device import resolve_device
+from ._base import PretrainedEstimator, training_seed
+from ._checkpoint import after_interruption, training_state
 from ._features import FeatureModel
-from ._inference import iter_array_batches, iter_image_batches, run_inference
 from ._input_spec import (
-    InputSpec,
     preprocessing_from_dict,
     resolved_attributes,
     restore_input_attributes,
 )
-from ._state import PlainPickleMixin, to_plain
+from ._state import to_plain
 from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._training import (
-    FreezeSchedule,
-    RecordLR,
     TransferNet,
-    param_groups,
-    schedule_callback,
+    make_net,
+    restored_net,
+    seeded_training,
     split_blocks,
+    train,
 )
 from ._validation import check_bool, check_choice, check_float, check_int
-from .backbones._load import load_backbone
 from .backbones._weights import load_state_dict_checked
 
 FREEZES = ("staged", "backbone", "none")
@@ -116,8 +101,10 @@ _PARAMS_DOC = """
     device : str or torch.device, default="auto"
     random_state : int, RandomState or None, default=None
         Seeds head initialisation, shuffling, augmentation and the validation
-        split; CPU runs with the same seed give the same predictions. The
-        global torch random state is restored after ``fit``.
+        split; CPU runs with the same seed give the same predictions. None
+        behaves as 0 (as in the extractor); a ``RandomState`` gives a new
+        seed at each fit. The global torch and numpy random states are left
+        unchanged.
     verbose : int, default=0
         Print a per-epoch table (skorch's) when > 0.
     net_params : dict or None, default=None
@@ -138,8 +125,7 @@ _PARAMS_DOC = """
 """
 
 
-class _FineTunedBase(PlainPickleMixin, BaseEstimator):
-    _owner = "FineTuned"
+class _FineTunedBase(PretrainedEstimator):
     _fitted_attribute = "net_"
 
     def __init__(
@@ -197,7 +183,7 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
 
     # -- validation -----------------------------------------------------
     def _check_params(self):
-        o = self._owner
+        o = self._name
         if isinstance(self.freeze, numbers.Integral) and not isinstance(
             self.freeze, bool
         ):
@@ -255,63 +241,58 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
                 f"(str or pathlib.Path), got {self.checkpoint_dir!r}."
             )
 
-    # -- fit ------------------------------------------------------------
+    # -- fit: named steps ----------------------------------------------
     def _fit(self, X, y):
         # A failed (re)fit must not leave a fitted-looking estimator behind.
         self.__dict__.pop("net_", None)
         self._check_params()
         y = self._check_y(X, y)
         y_train, n_outputs = self._encode_target(y)
-        loaded = load_backbone(
-            self.backbone,
-            self.weights,
-            preprocessing=self.preprocessing,
-            random_state=self.random_state,
-            owner=self._owner,
-        )
-        self.device_ = resolve_device(self.device, self._owner)
-        self.preprocessing_ = loaded.preprocessing
-        self.weights_id_ = loaded.weights_id
-        self.backbone_name_ = loaded.name
-        self._input_spec = InputSpec.create(self, loaded.preprocessing, self._owner)
-        data = self._input_spec.read(self, X, reset=True)
-        if len(data) != len(y):
-            raise ValueError(
-                f"{self._owner}: X and y have different lengths: {len(data)} "
-                f"images but {len(y)} targets."
-            )
+        loaded = self._resolve()
+        data = self._read_training_data(X, y)
         augmentation = self._augmentation(loaded.preprocessing)
-        seed = _torch_seed(self.random_state)
-        devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            body = FeatureModel(loaded.model, loaded.head, None, "avg").to(self.device_)
-            n_features = self._n_features(body, data)
-            head = nn.Linear(n_features, n_outputs)
-            module = TransferNet(body, head, split_blocks(body)).to(self.device_)
-            train_idx, valid_idx = self._split(y_train, seed)
-            precompute = self.freeze == "backbone" and augmentation is None
-            train_ds, valid_ds = self._datasets(
-                module, data, y_train, train_idx, valid_idx, augmentation, precompute
+        seed = training_seed(self.random_state)
+        with seeded_training(seed, self.device_):
+            module = self._build_module(loaded, data, n_outputs)
+            train_ds, valid_ds, precompute = self._datasets(
+                module, data, y_train, seed, augmentation
             )
-            state = self._training_state(data, y_train, valid_ds is not None)
-            net = self._make_net(
-                module, self._criterion(y_train), len(train_ds), valid_ds, state
-            )
-            module.precomputed = precompute
-            start = time.perf_counter()
-            try:
-                _train(net, train_ds, state.resume)
-                self._after_interruption(net, state)
-            finally:
-                module.precomputed = False
-                module.set_frozen([])
-                module.eval()
-                state.best_state_ = state.resume = None  # not kept in net_
-        self.fit_time_ = time.perf_counter() - start
+            state = training_state(self, data, y_train, valid_ds is not None)
+            criterion = self._criterion(y_train)
+            net = make_net(self, module, criterion, len(train_ds), valid_ds, state)
+            self.fit_time_ = self._train(net, module, train_ds, state, precompute)
         self.net_ = net
         self._set_history()
         return self
+
+    def _read_training_data(self, X, y):
+        data = self._input_spec.read(self, X, reset=True)
+        if len(data) != len(y):
+            raise ValueError(
+                f"{self._name}: X and y have different lengths: {len(data)} "
+                f"images but {len(y)} targets."
+            )
+        return data
+
+    def _build_module(self, loaded, data, n_outputs):
+        """The backbone body (head dropped) and a new linear head."""
+        body = FeatureModel(loaded.model, loaded.head, None, "avg").to(self.device_)
+        head = nn.Linear(self._n_features(body, data), n_outputs)
+        return TransferNet(body, head, split_blocks(body)).to(self.device_)
+
+    def _train(self, net, module, train_ds, state, precompute):
+        """Run the training (or resume it); returns the seconds it took."""
+        module.precomputed = precompute
+        start = time.perf_counter()
+        try:
+            train(net, train_ds, state.resume)
+            after_interruption(net, state, self._name, self.checkpoint_dir)
+        finally:
+            module.precomputed = False
+            module.set_frozen([])
+            module.eval()
+            state.best_state_ = state.resume = None  # not kept in net_
+        return time.perf_counter() - start
 
     def _set_history(self):
         self.history_ = [
@@ -320,76 +301,15 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         ]
         self.n_epochs_ = len(self.history_)
 
-    def _training_state(self, data, y_train, has_valid):
-        """The TrainingState callback: best weights, and the checkpoint to
-        write and to resume from when ``checkpoint_dir`` is set."""
-        monitor = "valid_loss" if has_valid else "train_loss"
-        # With early stopping, skorch's EarlyStopping keeps the best weights.
-        if self.checkpoint_dir is None:
-            return TrainingState(monitor, keep_best=not has_valid)
-        identity = run_identity(
-            self.get_params(deep=False), data, y_train, getattr(self, "classes_", None)
-        )
-        resume = read_checkpoint(self.checkpoint_dir, identity, self._owner)
-        return TrainingState(
-            monitor,
-            keep_best=not has_valid,
-            path=Path(self.checkpoint_dir) / CHECKPOINT_FILE,
-            identity=identity,
-            resume=resume,
-        )
-
-    def _after_interruption(self, net, state):
-        """After Ctrl-C (KeyboardInterrupt, which skorch catches), keep the
-        best completed epoch's weights and warn; re-raise if no epoch ended."""
-        completed = completed_epochs(net.history)
-        if completed >= net.max_epochs or stopped_early(net):
-            return
-        if completed == 0:
-            raise KeyboardInterrupt
-        when = (
-            f"after epoch {completed}"
-            if len(net.history) == completed
-            else f"during epoch {completed + 1}"
-        )
-        del net.history[completed:]  # the unfinished epoch, if any
-        es = dict(net.callbacks_).get("early_stopping")
-        if es is not None:  # its on_train_end restored its best weights
-            best, monitor = int(es.best_epoch_), "valid_loss"
-        else:
-            best, monitor = state.best_epoch_, state.monitor
-            if state.best_state_ is not None:
-                net.module_.load_state_dict(state.best_state_)
-        if best is None:  # no finite loss yet
-            kept = "keeps the current weights"
-        else:
-            score = net.history[best - 1][monitor]
-            kept = (
-                f"keeps the weights of epoch {best}, the best so far "
-                f"({monitor}={score:.4g})"
-            )
-        resume = (
-            " Call fit again to resume from the checkpoint in "
-            f"{str(self.checkpoint_dir)!r}."
-            if self.checkpoint_dir
-            else ""
-        )
-        warnings.warn(
-            f"{self._owner}: training was interrupted (KeyboardInterrupt) {when} "
-            f"of {net.max_epochs}; the fitted estimator {kept}.{resume}",
-            UserWarning,
-            stacklevel=4,
-        )
-
     def _check_y(self, X, y):
         if y is None:
             raise ValueError(
-                f"{self._owner} requires y to be passed, but the target y is None."
+                f"{self._name} requires y to be passed, but the target y is None."
             )
         y = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
         if len(y) == 0:
             raise ValueError(
-                f"{self._owner}: y is empty; at least one sample is required."
+                f"{self._name}: y is empty; at least one sample is required."
             )
         return y
 
@@ -397,7 +317,7 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         if preprocessing is None:
             if self.augment != "off" or self.train_transform is not None:
                 raise ValueError(
-                    f"{self._owner}: augment={self.augment!r} and train_transform "
+                    f"{self._name}: augment={self.augment!r} and train_transform "
                     f"apply to images; with preprocessing='passthrough' set "
                     f"augment='off' and train_transform=None."
                 )
@@ -433,100 +353,31 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
     def _stratify(self, y):
         return None
 
-    def _datasets(
-        self, module, data, y, train_idx, valid_idx, augmentation, precompute
-    ):
+    def _datasets(self, module, data, y, seed, augmentation):
+        """Training and validation data sets (None without early stopping),
+        and whether the training set holds precomputed backbone features
+        (linear probe without augmentation)."""
+        train_idx, valid_idx = self._split(y, seed)
+        precompute = self.freeze == "backbone" and augmentation is None
         y_t = torch.as_tensor(y)
         parts = [train_idx] if valid_idx is None else [train_idx, valid_idx]
         out = []
         for k, idx in enumerate(parts):
             part = subset(data, idx)
             if precompute:
-                feats = self._forward(module.body, part)
+                feats, _ = self._infer(module.body, part)
                 out.append(TensorDataset(torch.from_numpy(feats), y_t[idx]))
             elif isinstance(part, torch.Tensor):
                 out.append(TensorDataset(part, y_t[idx]))
             else:
                 aug = augmentation if k == 0 else None
                 out.append(ImageDataset(part, y_t[idx], self.preprocessing_, aug))
-        return out[0], (out[1] if len(out) > 1 else None)
-
-    def _make_net(self, module, criterion, n_train, valid_ds, state):
-        from skorch import NeuralNet
-        from skorch.callbacks import EarlyStopping
-        from skorch.helper import predefined_split
-
-        steps = self.max_epochs * int(np.ceil(n_train / self.batch_size))
-        callbacks = [
-            ("freeze", FreezeSchedule(self.freeze, self.freeze_epochs)),
-            ("record_lr", RecordLR()),
-        ]
-        schedule = schedule_callback(self.schedule, steps, self.warmup)
-        if schedule is not None:
-            callbacks.append(("lr_schedule", schedule))
-        if valid_ds is not None:
-            callbacks.append(
-                ("valid_score", _ValidScore(self._score_name, self._valid_score))
-            )
-            callbacks.append(
-                (
-                    "early_stopping",
-                    EarlyStopping(
-                        monitor="valid_loss",
-                        patience=self.n_iter_no_change,
-                        load_best=True,
-                        sink=print if self.verbose else _silent,
-                    ),
-                )
-            )
-        callbacks.append(("training_state", state))
-        params = dict(
-            module=module,
-            criterion=criterion,
-            optimizer=torch.optim.AdamW,
-            lr=self.lr,
-            optimizer__weight_decay=self.weight_decay,
-            optimizer__param_groups=param_groups(
-                module, self.lr, self.backbone_lr_ratio, self.layer_decay
-            ),
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            device=str(self.device_),
-            train_split=predefined_split(valid_ds) if valid_ds is not None else None,
-            iterator_train__shuffle=True,
-            iterator_train__collate_fn=_collate,
-            iterator_valid__collate_fn=_collate,
-            callbacks=callbacks,
-            verbose=int(self.verbose),
-        )
-        extra = dict(self.net_params or {})
-        # The user's callbacks run after sktransfer's (freezing, schedule,
-        # early stopping), which they must not replace.
-        user_callbacks = extra.pop("callbacks", None) or []
-        if not isinstance(user_callbacks, (list, tuple)):
-            raise ValueError(
-                f"{self._owner}: net_params['callbacks'] must be a list of skorch "
-                f"callbacks (or (name, callback) pairs), got {user_callbacks!r}."
-            )
-        callbacks.extend(user_callbacks)
-        params.update(extra)
-        return NeuralNet(**params)
-
-    def _forward(self, model, data):
-        """Outputs of ``model`` (eval, no augmentation) on ``data`` as float32."""
-        model.eval()
-        n = len(data)
-        if isinstance(data, torch.Tensor):
-            batches = iter_array_batches(data, self.batch_size)
-        else:
-            batches = iter_image_batches(data, self.preprocessing_, self.batch_size)
-        out, _ = run_inference(model, batches, n, device=self.device_)
-        return out
+        return out[0], (out[1] if len(out) > 1 else None), precompute
 
     def _decision(self, X):
         check_is_fitted(self, "net_")
         data = self._input_spec.read(self, X, reset=False)
-        return self._forward(self.net_.module_, data)
+        return self._infer(self.net_.module_, data)[0]
 
     # -- saving without pickle: sktransfer.save / sktransfer.load ---------
     def _export(self):
@@ -548,61 +399,22 @@ class _FineTunedBase(PlainPickleMixin, BaseEstimator):
         """Rebuild the fitted estimator :meth:`_export` described, without
         training: the architecture from the registry (random weights, no
         download), then the saved weights."""
-        from skorch.history import History
-
         self._check_params()
-        loaded = load_backbone(
-            self.backbone,
-            None,
-            preprocessing=self.preprocessing,
-            random_state=self.random_state,
-            owner=self._owner,
+        loaded = self._architecture()
+        self._set_resolved(
+            preprocessing_from_dict(fitted["preprocessing_"]),
+            fitted["weights_id_"],
+            fitted["backbone_name_"],
+            device,
         )
-        self.device_ = device
-        self.preprocessing_ = preprocessing_from_dict(fitted["preprocessing_"])
-        self.weights_id_ = fitted["weights_id_"]
-        self.backbone_name_ = fitted["backbone_name_"]
-        self._input_spec = InputSpec.create(self, self.preprocessing_, self._owner)
         restore_input_attributes(self, fitted)
         self._restore_target(fitted)
-        saved = {
-            k[len("module.") :]: v
-            for k, v in tensors.items()
-            if k.startswith("module.")
-        }
-        body = FeatureModel(loaded.model, loaded.head, None, "avg")
-        # Loading the body first also initialises lazy modules (nn.LazyLinear).
-        load_state_dict_checked(
-            body,
-            {k[len("body.") :]: v for k, v in saved.items() if k.startswith("body.")},
-            backbone_name=loaded.name,
-            what="The saved weights",
-        )
-        weight = saved.get("head.weight")
-        if weight is None or weight.ndim != 2:
-            raise ValueError(
-                f"{self._owner}: the saved weights have no linear head "
-                f"('module.head.weight'); the file is damaged."
-            )
-        module = TransferNet(
-            body, nn.Linear(weight.shape[1], weight.shape[0]), split_blocks(body)
-        )
-        load_state_dict_checked(
-            module, saved, backbone_name=loaded.name, what="The saved weights"
-        )
+        module = _saved_module(loaded, tensors, self._name)
         criterion = self._saved_criterion(tensors.get("criterion.weight"))
-        net = self._make_net(module.eval(), criterion, 1, None, TrainingState())
-        net.initialize()
-        net.history = History(fitted["history_"])
-        self.net_ = net
+        self.net_ = restored_net(self, module.eval(), criterion, fitted["history_"])
         self._set_history()
         self.fit_time_ = fitted["fit_time_"]
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None
-        return tags
 
 
 class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
@@ -655,7 +467,6 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     >>> clf.predict_proba(X).shape
     (20, 2)
     """
-    _owner = "FineTunedClassifier"
     _score_name = "valid_acc"
 
     def __init__(
@@ -733,11 +544,11 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         self.classes_ = self._label_encoder.classes_
         if len(self.classes_) < 2:
             raise ValueError(
-                f"{self._owner} needs samples of at least 2 classes in the data, "
+                f"{self._name} needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_.tolist()[0]!r}."
             )
         check_float(
-            self._owner,
+            self._name,
             "label_smoothing",
             self.label_smoothing,
             low=0,
@@ -782,13 +593,13 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
             unknown = [k for k in cw if k not in set(self.classes_.tolist())]
             if unknown:
                 raise ValueError(
-                    f"{self._owner}: class_weight has labels {unknown} "
+                    f"{self._name}: class_weight has labels {unknown} "
                     f"that are not in y's classes {self.classes_.tolist()}."
                 )
             w = np.array([cw.get(c, 1.0) for c in self.classes_], dtype=float)
         else:
             raise ValueError(
-                f"{self._owner}: class_weight must be None, 'balanced' "
+                f"{self._name}: class_weight must be None, 'balanced' "
                 f"or a dict {{label: weight}}, got {cw!r}."
             )
         return torch.as_tensor(w, dtype=torch.float32, device=self.device_)
@@ -841,7 +652,6 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     :func:`sktransfer.save` and :func:`sktransfer.load` store a fitted
     estimator without pickle.
     """
-    _owner = "FineTunedRegressor"
     _score_name = "valid_r2"
 
     def __init__(
@@ -911,16 +721,16 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return self._fit(X, y)
 
     def _encode_target(self, y):
-        check_bool(self._owner, "target_scaling", self.target_scaling)
+        check_bool(self._name, "target_scaling", self.target_scaling)
         y = np.asarray(y)
         if y.dtype.kind in "USV":
             raise ValueError(
-                f"{self._owner}: y must be numeric, got dtype {y.dtype}; "
+                f"{self._name}: y must be numeric, got dtype {y.dtype}; "
                 f"for class labels use FineTunedClassifier."
             )
         if y.ndim not in (1, 2):
             raise ValueError(
-                f"{self._owner}: y must be 1-D or 2-D, got shape {y.shape}."
+                f"{self._name}: y must be 1-D or 2-D, got shape {y.shape}."
             )
         # Object arrays of numbers become float; complex, NaN and infinity are
         # refused with scikit-learn's messages.
@@ -989,56 +799,29 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return tags
 
 
-class _ValidScore(Callback):
-    """Records accuracy (or R^2) on the validation set after each epoch."""
-
-    def __init__(self, name, score):
-        self.name = name
-        self.score = score
-
-    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
-        if dataset_valid is None:
-            return
-        preds, targets = [], []
-        with torch.no_grad():
-            for batch in net.get_iterator(dataset_valid, training=False):
-                preds.append(net.evaluation_step(batch, training=False).cpu())
-                targets.append(batch[1])
-        net.history.record(self.name, self.score(torch.cat(preds), torch.cat(targets)))
-
-
-def _silent(*args, **kwargs):
-    return None
-
-
-def _train(net, train_ds, resume):
-    """Train ``net`` from scratch, or from the checkpoint ``resume`` on.
-
-    ``TrainingState`` restores the checkpoint's states when training begins;
-    the history is restored here, before skorch's callbacks read it.
-    """
-    from skorch.history import History
-
-    net.initialize()
-    epochs = net.max_epochs
-    if resume is not None:
-        net.history = History(json.loads(resume["history"]))
-        epochs = 0 if resume["finished"] else max(epochs - resume["epoch"], 0)
-    net.partial_fit(train_ds, y=None, epochs=epochs)
-
-
-def _collate(batch):
-    """torch's default collate, with a clear error for images of unequal size."""
-    shapes = {tuple(x.shape) for x, _ in batch}
-    if len(shapes) > 1:
+def _saved_module(loaded, tensors, owner):
+    """The TransferNet of the saved ``tensors`` ("module.*"), on the CPU."""
+    saved = {
+        k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")
+    }
+    body = FeatureModel(loaded.model, loaded.head, None, "avg")
+    # Loading the body first also initialises lazy modules (nn.LazyLinear).
+    load_state_dict_checked(
+        body,
+        {k[len("body.") :]: v for k, v in saved.items() if k.startswith("body.")},
+        backbone_name=loaded.name,
+        what="The saved weights",
+    )
+    weight = saved.get("head.weight")
+    if weight is None or weight.ndim != 2:
         raise ValueError(
-            f"Images in X have different sizes after preprocessing "
-            f"({sorted(shapes)[:3]}); set preprocessing={{'resize_size': S, "
-            f"'crop_size': S}} so that every image gets the same size."
+            f"{owner}: the saved weights have no linear head "
+            f"('module.head.weight'); the file is damaged."
         )
-    return default_collate(batch)
-
-
-def _torch_seed(random_state):
-    rng = check_random_state(random_state)
-    return int(rng.randint(np.iinfo(np.int32).max))
+    module = TransferNet(
+        body, nn.Linear(weight.shape[1], weight.shape[0]), split_blocks(body)
+    )
+    load_state_dict_checked(
+        module, saved, backbone_name=loaded.name, what="The saved weights"
+    )
+    return module

@@ -2,16 +2,25 @@
 
 The network (backbone body + new head), the split of the body into blocks,
 freezing (parameters and BatchNorm statistics), discriminative learning
-rates, schedules and the skorch callbacks that drive them.
+rates, schedules, and everything that knows skorch: the ``NeuralNet`` built
+for a fine-tuner (:func:`make_net`), its callbacks, the training call and the
+collate function. Best weights, checkpoints and interruption are in
+``_checkpoint``, the other module that knows skorch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback
 from torch import nn
+from torch.utils.data import default_collate
+
+from ._checkpoint import TrainingState
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -215,3 +224,142 @@ class _OneCycle(torch.optim.lr_scheduler.OneCycleLR):
         # skorch may step once more than total_steps after the last batch.
         if self.last_epoch + 1 < self.total_steps:
             super().step()
+
+
+# -- the skorch net of a fine-tuner ----------------------------------------------
+def make_net(estimator, module, criterion, n_train, valid_ds, state):
+    """The skorch ``NeuralNet`` training ``module`` with ``estimator``'s
+    parameters (``lr``, ``schedule``, ``early_stopping``, ``net_params``, ...).
+
+    ``state`` (a :class:`~sktransfer._checkpoint.TrainingState`) is the last
+    of sktransfer's callbacks; the user's callbacks from ``net_params`` come
+    after it.
+    """
+    from skorch import NeuralNet
+    from skorch.callbacks import EarlyStopping
+    from skorch.helper import predefined_split
+
+    est = estimator
+    steps = est.max_epochs * int(np.ceil(n_train / est.batch_size))
+    callbacks = [
+        ("freeze", FreezeSchedule(est.freeze, est.freeze_epochs)),
+        ("record_lr", RecordLR()),
+    ]
+    schedule = schedule_callback(est.schedule, steps, est.warmup)
+    if schedule is not None:
+        callbacks.append(("lr_schedule", schedule))
+    if valid_ds is not None:
+        callbacks.append(("valid_score", ValidScore(est._score_name, est._valid_score)))
+        callbacks.append(
+            (
+                "early_stopping",
+                EarlyStopping(
+                    monitor="valid_loss",
+                    patience=est.n_iter_no_change,
+                    load_best=True,
+                    sink=print if est.verbose else _silent,
+                ),
+            )
+        )
+    callbacks.append(("training_state", state))
+    params = dict(
+        module=module,
+        criterion=criterion,
+        optimizer=torch.optim.AdamW,
+        lr=est.lr,
+        optimizer__weight_decay=est.weight_decay,
+        optimizer__param_groups=param_groups(
+            module, est.lr, est.backbone_lr_ratio, est.layer_decay
+        ),
+        max_epochs=est.max_epochs,
+        batch_size=est.batch_size,
+        device=str(est.device_),
+        train_split=predefined_split(valid_ds) if valid_ds is not None else None,
+        iterator_train__shuffle=True,
+        iterator_train__collate_fn=collate,
+        iterator_valid__collate_fn=collate,
+        callbacks=callbacks,
+        verbose=int(est.verbose),
+    )
+    extra = dict(est.net_params or {})
+    # The user's callbacks run after sktransfer's (freezing, schedule,
+    # early stopping), which they must not replace.
+    user_callbacks = extra.pop("callbacks", None) or []
+    if not isinstance(user_callbacks, (list, tuple)):
+        raise ValueError(
+            f"{type(est).__name__}: net_params['callbacks'] must be a list of "
+            f"skorch callbacks (or (name, callback) pairs), got {user_callbacks!r}."
+        )
+    callbacks.extend(user_callbacks)
+    params.update(extra)
+    return NeuralNet(**params)
+
+
+def restored_net(estimator, module, criterion, history):
+    """The net of a loaded fine-tuner: initialised, with its saved history,
+    not trained."""
+    from skorch.history import History
+
+    net = make_net(estimator, module, criterion, 1, None, TrainingState())
+    net.initialize()
+    net.history = History(history)
+    return net
+
+
+@contextlib.contextmanager
+def seeded_training(seed, device):
+    """Seed torch for a training run; the global torch state is restored after."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def train(net, train_ds, resume):
+    """Train ``net`` from scratch, or from the checkpoint ``resume`` on.
+
+    ``TrainingState`` restores the checkpoint's states when training begins;
+    the history is restored here, before skorch's callbacks read it.
+    """
+    from skorch.history import History
+
+    net.initialize()
+    epochs = net.max_epochs
+    if resume is not None:
+        net.history = History(json.loads(resume["history"]))
+        epochs = 0 if resume["finished"] else max(epochs - resume["epoch"], 0)
+    net.partial_fit(train_ds, y=None, epochs=epochs)
+
+
+class ValidScore(Callback):
+    """Records accuracy (or R^2) on the validation set after each epoch."""
+
+    def __init__(self, name, score):
+        self.name = name
+        self.score = score
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        if dataset_valid is None:
+            return
+        preds, targets = [], []
+        with torch.no_grad():
+            for batch in net.get_iterator(dataset_valid, training=False):
+                preds.append(net.evaluation_step(batch, training=False).cpu())
+                targets.append(batch[1])
+        net.history.record(self.name, self.score(torch.cat(preds), torch.cat(targets)))
+
+
+def collate(batch):
+    """torch's default collate, with a clear error for images of unequal size."""
+    shapes = {tuple(x.shape) for x, _ in batch}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Images in X have different sizes after preprocessing "
+            f"({sorted(shapes)[:3]}); set preprocessing={{'resize_size': S, "
+            f"'crop_size': S}} so that every image gets the same size."
+        )
+    return default_collate(batch)
+
+
+def _silent(*args, **kwargs):
+    return None

@@ -58,10 +58,14 @@ def load_backbone(
     weights,
     *,
     preprocessing=None,
-    random_state=None,
+    seed=0,
     owner="PretrainedFeatureExtractor",
 ):
-    """Build the backbone and load its weights; see the estimators' docs."""
+    """Build the backbone and load its weights; see the estimators' docs.
+
+    ``seed`` seeds the random initialisation (an int: the estimators derive it
+    from ``random_state`` with ``sktransfer._base.init_seed``).
+    """
     if isinstance(backbone, nn.Module):
         return _load_module(backbone, weights, preprocessing, owner)
     spec = get_backbone_spec(backbone)
@@ -73,7 +77,6 @@ def load_backbone(
     else:
         designation, weights_id = spec.weights_for(weights)
 
-    seed = _seed(random_state)
     with seeded_torch(seed):
         model = spec.create(designation)
     if weights is None:
@@ -148,17 +151,6 @@ def seeded_torch(seed, device=None):
         else:
             torch.random.default_generator.manual_seed(seed)
         yield
-
-
-def _seed(random_state):
-    """A torch seed from ``random_state`` (None -> a fixed 0 for random init)."""
-    import numpy as np
-
-    if random_state is None:
-        return 0
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(np.iinfo(np.int32).max))
-    return int(random_state)
 
 
 def _timm_head(model):
