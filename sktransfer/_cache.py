@@ -7,6 +7,10 @@ pooling, precision, device type, library versions; built by the extractor in
 a position). Vectors are cached per image, so overlapping folds and grid points
 reuse each other's rows.
 
+The key policy lives here too: :func:`model_key` (what besides the image
+determines a vector), :func:`image_keys` (the image's content) and
+:func:`cached_rows` (look up, compute what is missing, store).
+
 Two stores: in this process's memory (least recently used vectors evicted
 beyond a size bound), or a folder on disk holding one small file per vector,
 written atomically (temporary file + ``os.replace``) so that processes can share
@@ -18,15 +22,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 import uuid
 import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+import sktransfer
+
+from ._files import atomic_write
+from .backbones._weights import names_exact_values, state_dict_identity
 
 _MEMORY_DEFAULT_BYTES = 1 << 30
 _ENTRY_OVERHEAD = 256  # bytes per memory entry beyond the vector (keys, dict)
@@ -252,9 +262,9 @@ class FeatureCache:
 
     def _disk_put(self, model_key, vectors, description):
         if description is not None and model_key not in self._described:
-            _write_atomic(
-                self.location / model_key / "key.json",
-                json.dumps(description, indent=1, sort_keys=True).encode(),
+            text = json.dumps(description, indent=1, sort_keys=True).encode()
+            atomic_write(
+                self.location / model_key / "key.json", lambda p: p.write_bytes(text)
             )
             self._described.add(model_key)
         written = 0
@@ -265,7 +275,7 @@ class FeatureCache:
                 + hashlib.blake2b(payload, digest_size=_DIGEST).digest()
                 + payload
             )
-            _write_atomic(self._path(model_key, key), data)
+            atomic_write(self._path(model_key, key), _writer(data))
             written += len(data)
         if self.max_bytes is None and self.max_entries is None:
             return
@@ -368,6 +378,121 @@ def resolve_cache(cache, owner):
     )
 
 
+# -- the key policy ----------------------------------------------------------------
+KEY_FORMAT = 1
+
+
+def model_key(
+    model,
+    *,
+    backbone_name,
+    weights_id,
+    preprocessing,
+    layers,
+    pooling,
+    precision,
+    device,
+    lazy=False,
+):
+    """``(key, description)``: what, besides the image, determines a feature
+    vector of the FeatureModel ``model``.
+
+    ``weights_id`` stands for the weights when it names exactly the values
+    loaded (content digests, versioned library weights, seeded random ones
+    with the torch version in the key); otherwise (weights a custom create()
+    function chose, whose code may change under the same name, or lazily
+    initialised modules) the digest of the values themselves is used.
+    """
+    import torch
+    import torchvision
+
+    weights = weights_id
+    if lazy or not names_exact_values(weights):
+        weights = state_dict_identity(model.state_dict())
+    body = model.body
+    architecture = [repr(body)] + [
+        f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in body.state_dict().items()
+    ]
+    description = {
+        "format": KEY_FORMAT,
+        "versions": {
+            "sktransfer": sktransfer.__version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "timm": _installed_version("timm"),
+        },
+        "backbone": backbone_name,
+        "weights": weights,
+        "architecture": digest(architecture),
+        "preprocessing": (
+            "passthrough" if preprocessing is None else preprocessing.to_dict()
+        ),
+        "layers": layers,
+        "pooling": pooling,
+        "precision": precision,
+        "device": device.type,
+    }
+    return digest(description), description
+
+
+def image_keys(data, n_threads=1):
+    """Content keys of the images of ``data`` (an ImageSequence: None for an
+    image that cannot be read) or of the rows of a float32 tensor."""
+    if not hasattr(data, "key"):
+        return row_keys(data)
+
+    def key(i):
+        try:
+            return data.key(i)
+        except (ValueError, OSError):
+            return None
+
+    if n_threads == 1 or len(data) == 1:
+        return [key(i) for i in range(len(data))]
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(key, range(len(data))))
+
+
+def cached_rows(cache, key, image_keys, compute, *, store=True, description=None):
+    """Feature rows of the images ``image_keys`` (None: not cacheable).
+
+    Rows found in ``cache`` under the model key ``key`` are reused; the first
+    row of each missing image is computed by ``compute(indices)`` (an array
+    of one row per index) and, with ``store``, cached unless it holds NaN
+    (an unreadable image).
+    """
+    found = cache.get_many(key, [k for k in image_keys if k is not None])
+    todo = {}  # rows to compute: the first of each missing image
+    for i, k in enumerate(image_keys):
+        if k is None:
+            todo[("row", i)] = i
+        elif k not in found and k not in todo:
+            todo[k] = i
+    if todo:
+        fresh = dict(zip(todo, compute(list(todo.values()))))
+        if store:
+            cache.put_many(
+                key,
+                {
+                    k: v
+                    for k, v in fresh.items()
+                    if not isinstance(k, tuple) and np.isfinite(v).all()
+                },
+                description=description,
+            )
+        found.update(fresh)
+    return np.stack(
+        [found[("row", i) if k is None else k] for i, k in enumerate(image_keys)]
+    ).astype(np.float32, copy=False)
+
+
+def _installed_version(distribution):
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def digest(value):
     """A short hex digest of a JSON-able value (the model key)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -421,17 +546,8 @@ def _read_vector(path):
     return vector
 
 
-def _write_atomic(path, data):
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(Path(tmp))
-        raise
+def _writer(data):
+    return lambda path: path.write_bytes(data)
 
 
 def _remove(path):

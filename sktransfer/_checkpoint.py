@@ -23,6 +23,7 @@ import torch
 from skorch.callbacks import Callback
 from torch import nn
 
+from ._files import atomic_write
 from ._state import to_plain
 from .backbones._weights import file_identity, module_identity, state_dict_identity
 
@@ -123,7 +124,7 @@ class TrainingState(Callback):
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": _cuda_rng_state(net),
         }
-        _atomic_save(state, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
         self.saved_epoch_ = completed
 
     def _restore(self, net, ckpt):
@@ -293,19 +294,6 @@ def _cuda_rng_state(net):
     if device.type != "cuda":
         return None
     return torch.cuda.get_rng_state(device)
-
-
-def _atomic_save(obj, path):
-    """``torch.save`` to a temporary file, then rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def training_state(estimator, data, y_train, has_valid):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 
 import numpy as np
 import torch
@@ -13,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch.nn.parameter import is_lazy
 
 from ._base import PretrainedEstimator, init_seed
-from ._cache import digest, resolve_cache, row_keys
+from ._cache import cached_rows, image_keys, model_key, resolve_cache
 from ._device import PRECISIONS, wants_channels_last
 from ._features import POOLINGS, FeatureModel, check_layers
 from ._inference import progress_bar
@@ -21,27 +19,8 @@ from ._input_spec import resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
 from ._validation import check_choice, check_int
 from .backbones._load import seeded_torch
-from .backbones._weights import state_dict_identity
 
 _DEFAULT_THREADS = 2  # n_jobs=None
-# Weights identities that name exactly the values loaded (content digests, or
-# versioned library weights; random ones with the torch version in the key).
-_SELF_DESCRIBING_WEIGHTS = (
-    "torchvision:",
-    "timm:",
-    "sktransfer:",
-    "random:",
-    "file:",
-    "state_dict:",
-    "module:",
-)
-
-
-def _installed_version(distribution):
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
@@ -240,45 +219,20 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         return self
 
     def _set_cache_key(self, lazy=False, weights=None):
-        """The model part of the cache key: what, besides the image, determines
-        a feature vector. ``weights`` is the weights' part of a key computed
-        before (by the estimator this one was saved from)."""
-        import torchvision
-
-        import sktransfer
-
-        if weights is None:
-            weights = self.weights_id_
-        if lazy or not weights.startswith(_SELF_DESCRIBING_WEIGHTS):
-            # Weights a custom create() function chose (its code may change
-            # under the same name), or lazily initialised: their values.
-            weights = state_dict_identity(self.backbone_.state_dict())
-        body = self.backbone_.body
-        architecture = [repr(body)] + [
-            f"{k}:{tuple(v.shape)}:{v.dtype}" for k, v in body.state_dict().items()
-        ]
-        self._cache_info = {
-            "format": 1,
-            "versions": {
-                "sktransfer": sktransfer.__version__,
-                "torch": torch.__version__,
-                "torchvision": torchvision.__version__,
-                "timm": _installed_version("timm"),
-            },
-            "backbone": self.backbone_name_,
-            "weights": weights,
-            "architecture": digest(architecture),
-            "preprocessing": (
-                "passthrough"
-                if self.preprocessing_ is None
-                else self.preprocessing_.to_dict()
-            ),
-            "layers": self._layers,
-            "pooling": self.pooling,
-            "precision": self.precision,
-            "device": self.device_.type,
-        }
-        self._cache_key = digest(self._cache_info)
+        """The model part of the cache key (see ``_cache.model_key``).
+        ``weights`` is the weights' part of a key computed before (by the
+        estimator this one was saved from)."""
+        self._cache_key, self._cache_info = model_key(
+            self.backbone_,
+            backbone_name=self.backbone_name_,
+            weights_id=self.weights_id_ if weights is None else weights,
+            preprocessing=self.preprocessing_,
+            layers=self._layers,
+            pooling=self.pooling,
+            precision=self.precision,
+            device=self.device_,
+            lazy=lazy,
+        )
 
     def _first_readable(self, data):
         """The first sample of ``data`` that can be read (skipping unreadable
@@ -324,51 +278,17 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
     def _extract(self, data, store=True):
         if getattr(self, "_cache_key", None) is None:
             return self._compute(data)
-        keys = self._row_keys(data)
-        found = self._cache.get_many(
-            self._cache_key, [k for k in keys if k is not None]
+        keys = image_keys(data, self._n_threads)
+        return cached_rows(
+            self._cache,
+            self._cache_key,
+            keys,
+            lambda rows: self._compute(data, rows, n_total=len(keys), stacklevel=6),
+            store=store,
+            description=self._cache_info,
         )
-        todo = {}  # rows to compute: the first of each missing image
-        for i, key in enumerate(keys):
-            if key is None:
-                todo[("row", i)] = i
-            elif key not in found and key not in todo:
-                todo[key] = i
-        if todo:
-            computed = self._compute(data, list(todo.values()), n_total=len(keys))
-            fresh = dict(zip(todo, computed))
-            if store:
-                self._cache.put_many(
-                    self._cache_key,
-                    {
-                        k: v
-                        for k, v in fresh.items()
-                        if not isinstance(k, tuple) and np.isfinite(v).all()
-                    },
-                    description=self._cache_info,
-                )
-            found.update(fresh)
-        return np.stack(
-            [found[("row", i) if k is None else k] for i, k in enumerate(keys)]
-        ).astype(np.float32, copy=False)
 
-    def _row_keys(self, data):
-        """Content keys of the images (None for one that cannot be read)."""
-        if isinstance(data, torch.Tensor):
-            return row_keys(data)
-
-        def key(i):
-            try:
-                return data.key(i)
-            except (ValueError, OSError):
-                return None
-
-        if self._n_threads == 1 or len(data) == 1:
-            return [key(i) for i in range(len(data))]
-        with ThreadPoolExecutor(self._n_threads) as pool:
-            return list(pool.map(key, range(len(data))))
-
-    def _compute(self, data, indices=None, n_total=None):
+    def _compute(self, data, indices=None, n_total=None, stacklevel=4):
         """Run the backbone on ``data`` (the rows ``indices``, default all)."""
         n = len(data) if indices is None else len(indices)
         n_total = n if n_total is None else n_total
@@ -392,7 +312,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
                 f"{self._name}: {len(failures)} of {n_total} images could not be read; their "
                 f"rows are NaN: {listed}" + (" ..." if len(failures) > 10 else ""),
                 UserWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,  # the caller of transform or fit
             )
         return features
 

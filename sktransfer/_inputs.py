@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._files import hash_file
+
 _CHANNELS = (1, 3, 4)
 
 
@@ -84,10 +86,7 @@ class ImageSequence:
         h = hashlib.blake2b(digest_size=16)
         if self.kind == "path":
             h.update(b"bytes:")
-            with open(item, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            return h.hexdigest()
+            return hash_file(h, item).hexdigest()
         # Hash the canonical decoded tensor so a PIL image, a uint8 array and
         # a tensor of the same pixels share a key.
         image = self[i].contiguous()

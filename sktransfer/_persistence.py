@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,10 +27,12 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from . import __version__
+import sktransfer
+
 from ._cache import FeatureCache
 from ._device import resolve_device
 from ._extractor import PretrainedFeatureExtractor
+from ._files import atomic_write
 from ._finetune import FineTunedClassifier, FineTunedRegressor
 from ._state import (
     FORMAT_VERSION,
@@ -103,7 +104,7 @@ def save(estimator, path):
     config = {
         "format": "sktransfer",
         "format_version": FORMAT_VERSION,
-        "sktransfer_version": __version__,
+        "sktransfer_version": sktransfer.__version__,
         "class": name,
         "params": params,
         "fitted": fitted,
@@ -347,20 +348,12 @@ def _write_folder(path, text, tensors):
             f"sktransfer.save: {str(path)!r} exists and is not a folder written "
             f"by sktransfer.save; choose another path or remove it."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.saving-{os.getpid()}")
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+
+    def fill(tmp):
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(text + "\n", encoding="utf-8")
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+
+    atomic_write(path, fill, folder=True)
 
 
 def _read_config(folder):
@@ -393,14 +386,14 @@ def _read_config(folder):
     if version > FORMAT_VERSION:
         raise ValueError(
             f"sktransfer.load: {str(folder)!r} was saved by sktransfer "
-            f"{saved_by} in save format {version}, but sktransfer {__version__} "
+            f"{saved_by} in save format {version}, but sktransfer {sktransfer.__version__} "
             f"reads formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}. Upgrade "
             f"sktransfer to load it: pip install --upgrade sktransfer."
         )
     if version < MIN_FORMAT_VERSION:
         raise ValueError(
             f"sktransfer.load: {str(folder)!r} was saved by sktransfer {saved_by} "
-            f"in save format {version}, which sktransfer {__version__} no longer "
+            f"in save format {version}, which sktransfer {sktransfer.__version__} no longer "
             f"reads (formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}). Load it "
             f"with the older sktransfer and save it again."
         )
@@ -427,7 +420,7 @@ def _read_params(config, cls, folder):
         raise ValueError(
             f"sktransfer.load: {str(folder)!r} was saved by sktransfer "
             f"{config.get('sktransfer_version')} with {cls.__name__} parameter(s) "
-            f"{unknown} that sktransfer {__version__} does not know. Upgrade "
+            f"{unknown} that sktransfer {sktransfer.__version__} does not know. Upgrade "
             f"sktransfer to load it: pip install --upgrade sktransfer."
         )
     return params

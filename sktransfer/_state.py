@@ -17,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
-from . import __version__
+import sktransfer
+
 from ._device import resolve_device
 from .backbones._registry import get_backbone_spec
 
@@ -76,7 +77,7 @@ def plain_state(estimator, state):
     }
     kept[FITTED_STATE] = {
         "format_version": FORMAT_VERSION,
-        "sktransfer_version": __version__,
+        "sktransfer_version": sktransfer.__version__,
         "fitted": fitted,
         "weights": safetensors_bytes(cpu_tensors(tensors, name)),
     }
@@ -96,7 +97,7 @@ def restore_plain_state(estimator, saved):
         raise ValueError(
             f"Cannot unpickle this {name}: it was pickled by sktransfer "
             f"{saved.get('sktransfer_version', 'of an unknown version')} in state "
-            f"format {version!r}, but sktransfer {__version__} reads formats "
+            f"format {version!r}, but sktransfer {sktransfer.__version__} reads formats "
             f"{MIN_FORMAT_VERSION} to {FORMAT_VERSION}. Upgrade sktransfer: pip "
             f"install --upgrade sktransfer."
         )

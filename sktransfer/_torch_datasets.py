@@ -49,12 +49,6 @@ class ImageDataset(torch.utils.data.Dataset):
         x = self.preprocessing.normalize(x)
         return x, _target(self.y, i)
 
-    def with_augmentation(self, augmentation):
-        """The same images (sharing the memo) with other augmentation."""
-        other = ImageDataset(self.images, self.y, self.preprocessing, augmentation)
-        other._memo, other._memo_ok = self._memo, self._memo_ok
-        return other
-
 
 class TensorDataset(torch.utils.data.Dataset):
     """``(x, y)`` pairs from a float32 tensor (passthrough or features)."""

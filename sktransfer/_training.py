@@ -22,8 +22,6 @@ from torch.utils.data import default_collate
 
 from ._checkpoint import TrainingState
 
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-
 
 class TransferNet(nn.Module):
     """``head(body(x))``: a pretrained body and a new linear head.

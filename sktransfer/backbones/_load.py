@@ -25,6 +25,7 @@ from ._weights import (
     module_identity,
     state_dict_identity,
     unwrap_state_dict,
+    weights_identity,
 )
 
 
@@ -80,7 +81,7 @@ def load_backbone(
     with seeded_torch(seed):
         model = spec.create(designation)
     if weights is None:
-        weights_id = f"random:{seed}"
+        weights_id = weights_identity("random", seed)
     elif weights_id is None:
         state_dict, weights_id = _state_dict_and_id(weights)
         load_state_dict_checked(

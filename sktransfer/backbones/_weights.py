@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch.nn.parameter import is_lazy
 
+from .._files import hash_file
+
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
 
 
@@ -113,13 +115,38 @@ def _strip_prefix(state_dict, prefix):
     return state_dict
 
 
+# -- weights identities -----------------------------------------------------------
+# Every weights identity is "<source>:<details>", built by weights_identity.
+# Those of these sources name exactly the values loaded (content digests,
+# versioned library weights, seeded random initialisation), so a feature cache
+# key may use them instead of digesting the values; any other source (a custom
+# create() function, whose code may change under the same name) may not.
+EXACT_SOURCES = (
+    "torchvision",
+    "timm",
+    "sktransfer",
+    "random",
+    "file",
+    "state_dict",
+    "module",
+)
+
+
+def weights_identity(source, *details):
+    """The identity string of weights: ``"<source>:<detail>:<detail>..."``."""
+    return ":".join([source, *map(str, details)])
+
+
+def names_exact_values(identity):
+    """Whether the weights ``identity`` determines the values loaded."""
+    return identity.split(":", 1)[0] in EXACT_SOURCES and ":" in identity
+
+
 def file_identity(path):
     """A content digest of a weights file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"file:sha256:{h.hexdigest()}"
+    return weights_identity(
+        "file", "sha256", hash_file(hashlib.sha256(), path).hexdigest()
+    )
 
 
 def state_dict_identity(state_dict):
@@ -136,10 +163,10 @@ def state_dict_identity(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
         h.update(f"{key}:{t.dtype}:{tuple(t.shape)}:".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return f"state_dict:sha256:{h.hexdigest()}"
+    return weights_identity("state_dict", "sha256", h.hexdigest())
 
 
 def module_identity(module):
     """A digest of a user's nn.Module: its class and current parameters."""
     cls = f"{type(module).__module__}.{type(module).__qualname__}"
-    return f"module:{cls}:{state_dict_identity(module.state_dict())}"
+    return weights_identity("module", cls, state_dict_identity(module.state_dict()))
