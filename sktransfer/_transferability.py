@@ -63,8 +63,9 @@ def _targets(y, task, caller):
     _check_task(task, caller)
     if task == "auto":
         try:
-            y = check_array(y, ensure_2d=False, dtype=None, input_name="y",
-                            ensure_min_samples=2)
+            y = check_array(
+                y, ensure_2d=False, dtype=None, input_name="y", ensure_min_samples=2
+            )
             kind = type_of_target(y, input_name="y")
         except ValueError as exc:
             raise ValueError(f"{caller}: invalid y ({exc})") from exc
@@ -86,8 +87,9 @@ def _targets(y, task, caller):
 
 def _one_hot(y, caller):
     try:
-        y = check_array(y, ensure_2d=False, dtype=None, input_name="y",
-                        ensure_min_samples=2)
+        y = check_array(
+            y, ensure_2d=False, dtype=None, input_name="y", ensure_min_samples=2
+        )
         y = column_or_1d(y, warn=True)
     except ValueError as exc:
         raise ValueError(
@@ -113,8 +115,9 @@ def _one_hot(y, caller):
 
 def _numeric_targets(y, caller):
     try:
-        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y",
-                        ensure_min_samples=2)
+        y = check_array(
+            y, ensure_2d=False, dtype=np.float64, input_name="y", ensure_min_samples=2
+        )
     except ValueError as exc:
         raise ValueError(
             f"{caller}: for task='regression' y must be finite numbers, 1-D or "
@@ -136,8 +139,9 @@ def _numeric_targets(y, caller):
 
 def _features(features, caller):
     try:
-        return check_array(features, dtype=np.float64, ensure_min_samples=2,
-                           input_name="features")
+        return check_array(
+            features, dtype=np.float64, ensure_min_samples=2, input_name="features"
+        )
     except (ValueError, TypeError) as exc:
         raise type(exc)(
             f"{caller}: features must be a finite, dense 2-D numeric array "
@@ -209,8 +213,12 @@ def _evidence(features, targets, *, tol=_TOL, max_iter=_MAX_ITER):
         mm = np.sum(s * z2[:, todo] / (t * t), axis=0)
         shrink = lam / t  # alpha / (alpha + beta s)
         res = np.sum(shrink * shrink * z2[:, todo], axis=0) + outside[todo]
-        current = (0.5 * n * np.log(b) - 0.5 * np.sum(np.log1p(s / lam), axis=0)
-                   - 0.5 * n * np.log(2 * np.pi) - 0.5 * (b * res + a * mm)) / n
+        current = (
+            0.5 * n * np.log(b)
+            - 0.5 * np.sum(np.log1p(s / lam), axis=0)
+            - 0.5 * n * np.log(2 * np.pi)
+            - 0.5 * (b * res + a * mm)
+        ) / n
         change = np.abs(current - evidence[todo])
         evidence[todo] = current
         n_iter[todo] += 1
@@ -232,7 +240,8 @@ def _evidence(features, targets, *, tol=_TOL, max_iter=_MAX_ITER):
             f"LogME: the evidence of {todo.size} of {n_cols} target columns "
             f"still changed by up to {change.max():.3g} per sample after "
             f"{max_iter} fixed-point iterations; the score is a lower bound.",
-            ConvergenceWarning, stacklevel=3,
+            ConvergenceWarning,
+            stacklevel=3,
         )
     return evidence, alpha, beta, n_iter
 
@@ -403,8 +412,11 @@ def _candidate_params(candidates, allowed, caller):
             )
         unknown = [key for key in candidate if key not in allowed]
         if unknown:
-            hints = [f"{key!r} -> {match[0]!r}" for key in unknown
-                     if (match := difflib.get_close_matches(str(key), allowed, n=1))]
+            hints = [
+                f"{key!r} -> {match[0]!r}"
+                for key in unknown
+                if (match := difflib.get_close_matches(str(key), allowed, n=1))
+            ]
             hint = f" Did you mean {', '.join(hints)}?" if hints else ""
             raise ValueError(
                 f"{caller}: candidates[{i}] has unknown key(s) "
@@ -416,8 +428,18 @@ def _candidate_params(candidates, allowed, caller):
     return params
 
 
-def rank_backbones(X, y, candidates, *, cache="memory", task="auto",
-                   preprocessing=None, batch_size=16, device="auto", verbose=0):
+def rank_backbones(
+    X,
+    y,
+    candidates,
+    *,
+    cache="memory",
+    task="auto",
+    preprocessing=None,
+    batch_size=16,
+    device="auto",
+    verbose=0,
+):
     """Rank backbones (and layers) for a task by the LogME of their features.
 
     For each candidate, a :class:`~sktransfer.PretrainedFeatureExtractor` is
@@ -492,9 +514,13 @@ def rank_backbones(X, y, candidates, *, cache="memory", task="auto",
     targets = _targets(y, task, caller)
     allowed = _extractor_parameters()
     params = _candidate_params(candidates, allowed, caller)
-    shared = {"cache": cache, "preprocessing": preprocessing,
-              "batch_size": batch_size, "device": device,
-              "verbose": max(verbose - 1, 0)}
+    shared = {
+        "cache": cache,
+        "preprocessing": preprocessing,
+        "batch_size": batch_size,
+        "device": device,
+        "verbose": max(verbose - 1, 0),
+    }
     rows = []
     for i, candidate in enumerate(params):
         extractor = PretrainedFeatureExtractor(**{**shared, **candidate})
@@ -507,26 +533,41 @@ def rank_backbones(X, y, candidates, *, cache="memory", task="auto",
         score = float(np.mean(_evidence(features, targets)[0]))
         score_time = time.perf_counter() - start
         backbone = extractor.backbone
-        rows.append({
-            "backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
-            "layer": extractor.layer,
-            "params": candidate,
-            "logme": score,
-            "n_features": int(features.shape[1]),
-            "extract_time": extract_time,
-            "score_time": score_time,
-        })
+        rows.append(
+            {
+                "backbone": backbone
+                if isinstance(backbone, str)
+                else type(backbone).__name__,
+                "layer": extractor.layer,
+                "params": candidate,
+                "logme": score,
+                "n_features": int(features.shape[1]),
+                "extract_time": extract_time,
+                "score_time": score_time,
+            }
+        )
         if verbose > 0:
-            print(f"[{caller}] {i + 1}/{len(params)} backbone={rows[-1]['backbone']!r} "
-                  f"layer={extractor.layer!r}: LogME {score:.4f}, "
-                  f"{features.shape[1]} features, extraction {extract_time:.2f} s, "
-                  f"LogME {score_time:.3f} s", flush=True)
+            print(
+                f"[{caller}] {i + 1}/{len(params)} backbone={rows[-1]['backbone']!r} "
+                f"layer={extractor.layer!r}: LogME {score:.4f}, "
+                f"{features.shape[1]} features, extraction {extract_time:.2f} s, "
+                f"LogME {score_time:.3f} s",
+                flush=True,
+            )
         del extractor, features
     scores = np.array([row["logme"] for row in rows])
     order = np.argsort(-scores, kind="stable")
     ranks = rankdata(-scores, method="min").astype(int)
-    keys = ("backbone", "layer", "params", "logme", "rank", "n_features",
-            "extract_time", "score_time")
+    keys = (
+        "backbone",
+        "layer",
+        "params",
+        "logme",
+        "rank",
+        "n_features",
+        "extract_time",
+        "score_time",
+    )
     results = {key: [] for key in keys}
     for j in order:
         for key in keys:

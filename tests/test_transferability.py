@@ -46,10 +46,16 @@ def dense_evidence(F, y, alpha, beta, tolerance=True):
     m = beta * np.linalg.solve(A, F.T @ y)
     sign, logdet = np.linalg.slogdet(A)
     assert sign == 1
-    terms = np.array([
-        n / 2 * np.log(beta), d / 2 * np.log(alpha), -n / 2 * np.log(2 * np.pi),
-        -beta / 2 * np.sum((F @ m - y) ** 2), -alpha / 2 * (m @ m), -logdet / 2,
-    ])
+    terms = np.array(
+        [
+            n / 2 * np.log(beta),
+            d / 2 * np.log(alpha),
+            -n / 2 * np.log(2 * np.pi),
+            -beta / 2 * np.sum((F @ m - y) ** 2),
+            -alpha / 2 * (m @ m),
+            -logdet / 2,
+        ]
+    )
     if not tolerance:
         return terms.sum(), None
     atol = 64 * EPS * (np.abs(terms).sum() + d * np.linalg.cond(A))
@@ -108,8 +114,12 @@ def test_fixed_point_is_the_maximum(shape):
     def negative(log_ab):
         return -dense_evidence(F, y, *np.exp(log_ab), False)[0] / n
 
-    found = minimize(negative, x0=[0.0, 0.0], method="Nelder-Mead",
-                     options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+    found = minimize(
+        negative,
+        x0=[0.0, 0.0],
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000},
+    )
     assert found.success
     # The optimiser cannot beat the fixed point by more than its stopping gap.
     assert -found.fun <= evidence + STOP["atol"] * max(1, abs(evidence))
@@ -133,12 +143,12 @@ def test_one_feature_matches_the_closed_form():
     p = y @ y - z2
     lam = s * p / ((n - 1) * z2 - p)
     beta = n / (lam * z2 / (lam + s) + p)
-    expected = (-0.5 * np.log(2 * np.pi * np.e / beta)
-                + 0.5 / n * np.log(lam / (lam + s)))
+    expected = -0.5 * np.log(2 * np.pi * np.e / beta) + 0.5 / n * np.log(
+        lam / (lam + s)
+    )
     evidence, alpha_found, beta_found = one_column(f[:, None], y)
     np.testing.assert_allclose(evidence, expected, **STOP)
-    np.testing.assert_allclose([alpha_found, beta_found], [lam * beta, beta],
-                               rtol=1e-4)
+    np.testing.assert_allclose([alpha_found, beta_found], [lam * beta, beta], rtol=1e-4)
 
 
 def test_features_orthogonal_to_the_target_leave_pure_noise():
@@ -150,11 +160,11 @@ def test_features_orthogonal_to_the_target_leave_pure_noise():
     F = rng.normal(size=(n, 5))
     F -= np.outer(y, y @ F) / (y @ y)  # project y out of every column
     expected = -0.5 * np.log(2 * np.pi * np.e * (y @ y) / n)
-    np.testing.assert_allclose(logme_score(F, y, task="regression"), expected,
-                               **STOP)
+    np.testing.assert_allclose(logme_score(F, y, task="regression"), expected, **STOP)
     # All-zero features are the same model.
     np.testing.assert_allclose(
-        logme_score(np.zeros((n, 3)), y, task="regression"), expected, **STOP)
+        logme_score(np.zeros((n, 3)), y, task="regression"), expected, **STOP
+    )
 
 
 def test_no_noise_left_when_samples_do_not_exceed_features():
@@ -190,8 +200,9 @@ def blobs():
 def test_invariant_to_permuting_samples(blobs):
     F, labels = blobs
     order = np.random.default_rng(0).permutation(len(labels))
-    np.testing.assert_allclose(logme_score(F[order], labels[order]),
-                               logme_score(F, labels), **STOP)
+    np.testing.assert_allclose(
+        logme_score(F[order], labels[order]), logme_score(F, labels), **STOP
+    )
 
 
 def test_invariant_to_permuting_rotating_and_scaling_features(blobs):
@@ -209,17 +220,18 @@ def test_all_zero_feature_columns_change_nothing(blobs):
     F, labels = blobs
     for n_zero in (1, 200):
         padded = np.hstack([F, np.zeros((len(F), n_zero))])
-        np.testing.assert_allclose(logme_score(padded, labels),
-                                   logme_score(F, labels), **STOP)
+        np.testing.assert_allclose(
+            logme_score(padded, labels), logme_score(F, labels), **STOP
+        )
 
 
 def test_invariant_to_renaming_classes(blobs):
     F, labels = blobs
     renamed = np.array(["zebra", "ant", "moth"])[labels]
-    np.testing.assert_allclose(logme_score(F, renamed), logme_score(F, labels),
-                               **STOP)
-    np.testing.assert_allclose(logme_score(F, list(renamed)),
-                               logme_score(F, labels), **STOP)
+    np.testing.assert_allclose(logme_score(F, renamed), logme_score(F, labels), **STOP)
+    np.testing.assert_allclose(
+        logme_score(F, list(renamed)), logme_score(F, labels), **STOP
+    )
 
 
 def test_scaling_a_regression_target_shifts_the_score_by_its_log():
@@ -231,15 +243,18 @@ def test_scaling_a_regression_target_shifts_the_score_by_its_log():
 def test_classification_is_the_mean_over_one_hot_columns(blobs):
     F, labels = blobs
     one_hot = np.eye(3)[labels]
-    expected = np.mean([logme_score(F, one_hot[:, k], task="regression")
-                        for k in range(3)])
+    expected = np.mean(
+        [logme_score(F, one_hot[:, k], task="regression") for k in range(3)]
+    )
     np.testing.assert_allclose(logme_score(F, labels), expected, **STOP)
-    np.testing.assert_allclose(logme_score(F, one_hot, task="regression"),
-                               expected, **STOP)
+    np.testing.assert_allclose(
+        logme_score(F, one_hot, task="regression"), expected, **STOP
+    )
     # task="auto" reads the indicator matrix as 3 target columns, too.
     np.testing.assert_allclose(logme_score(F, one_hot), expected, **STOP)
-    np.testing.assert_allclose(logme_score(F, labels, task="classification"),
-                               expected, **STOP)
+    np.testing.assert_allclose(
+        logme_score(F, labels, task="classification"), expected, **STOP
+    )
 
 
 def test_auto_reads_continuous_targets_as_regression():
@@ -249,7 +264,9 @@ def test_auto_reads_continuous_targets_as_regression():
     assert logme_score(F, Y) == logme_score(F, Y, task="regression")
     np.testing.assert_allclose(
         logme_score(F, Y),
-        np.mean([logme_score(F, Y[:, 0]), logme_score(F, Y[:, 1])]), **STOP)
+        np.mean([logme_score(F, Y[:, 0]), logme_score(F, Y[:, 1])]),
+        **STOP,
+    )
     # Integer-valued floats are labels for "auto", numbers when asked.
     counts = np.round(np.abs(y) * 2)
     assert logme_score(F, counts) == logme_score(F, counts, task="classification")
@@ -283,16 +300,19 @@ def test_scorer_in_grid_search_scores_the_held_out_fold(shapes, net):
     extractor = PretrainedFeatureExtractor(net, preprocessing=SMALL, device="cpu")
     cv = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
     layers = ["block1", "block2", None]
-    search = GridSearchCV(extractor, {"layer": layers}, cv=cv,
-                          scoring=logme_scorer, error_score="raise")
+    search = GridSearchCV(
+        extractor, {"layer": layers}, cv=cv, scoring=logme_scorer, error_score="raise"
+    )
     search.fit(images, labels)
     for i, layer in enumerate(layers):
         for split, (train, test) in enumerate(cv.split(images, labels)):
             fitted = PretrainedFeatureExtractor(
-                net, preprocessing=SMALL, device="cpu", layer=layer).fit(images[train])
+                net, preprocessing=SMALL, device="cpu", layer=layer
+            ).fit(images[train])
             expected = logme_score(fitted.transform(images[test]), labels[test])
             np.testing.assert_allclose(
-                search.cv_results_[f"split{split}_test_score"][i], expected, **STOP)
+                search.cv_results_[f"split{split}_test_score"][i], expected, **STOP
+            )
     means = search.cv_results_["mean_test_score"]
     assert search.best_params_ == {"layer": layers[int(np.argmax(means))]}
 
@@ -319,13 +339,23 @@ def test_rank_backbones_sorts_candidates_and_reuses_the_cache(shapes, net):
     candidates = [(net, "block1"), {"backbone": net, "layer": "block2"}, (net, None)]
     kwargs = {"cache": cache, "preprocessing": SMALL, "device": "cpu"}
     results = rank_backbones(images, labels, candidates, **kwargs)
-    keys = ["backbone", "layer", "params", "logme", "rank", "n_features",
-            "extract_time", "score_time"]
+    keys = [
+        "backbone",
+        "layer",
+        "params",
+        "logme",
+        "rank",
+        "n_features",
+        "extract_time",
+        "score_time",
+    ]
     assert list(results) == keys
     assert all(len(results[key]) == 3 for key in keys)
     assert results["logme"] == sorted(results["logme"], reverse=True)
-    assert results["rank"] == [1 + sum(other > score for other in results["logme"])
-                               for score in results["logme"]]
+    assert results["rank"] == [
+        1 + sum(other > score for other in results["logme"])
+        for score in results["logme"]
+    ]
     assert sorted(map(str, results["layer"])) == ["None", "block1", "block2"]
     # None is the average-pooled output of block2 (pooled by the network
     # itself, possibly in another float32 summation order): the same score
@@ -336,11 +366,13 @@ def test_rank_backbones_sorts_candidates_and_reuses_the_cache(shapes, net):
     assert results["backbone"] == ["TinyConvNet"] * 3
     assert results["n_features"] == [8, 8, 8]
     assert all(t >= 0 for t in results["extract_time"] + results["score_time"])
-    for layer, params, score in zip(results["layer"], results["params"],
-                                    results["logme"]):
+    for layer, params, score in zip(
+        results["layer"], results["params"], results["logme"]
+    ):
         assert params == {"backbone": net, "layer": layer}
         features = PretrainedFeatureExtractor(
-            net, layer=layer, preprocessing=SMALL, device="cpu").fit_transform(images)
+            net, layer=layer, preprocessing=SMALL, device="cpu"
+        ).fit_transform(images)
         np.testing.assert_allclose(score, logme_score(features, labels), **STOP)
 
     # Again, with a repeated candidate: every vector is found in the cache.
@@ -351,16 +383,23 @@ def test_rank_backbones_sorts_candidates_and_reuses_the_cache(shapes, net):
     pooled = results["logme"][results["layer"].index(None)]
     # Cached features are the same float32 values: the same scores exactly.
     assert sorted(again["logme"]) == sorted(results["logme"] + [pooled])
-    twice = [rank for layer, rank in zip(again["layer"], again["rank"])
-             if layer is None]
+    twice = [
+        rank for layer, rank in zip(again["layer"], again["rank"]) if layer is None
+    ]
     assert len(twice) == 2 and twice[0] == twice[1]  # equal scores share a rank
 
 
 def test_rank_backbones_results_make_a_data_frame(shapes, net):
     pd = pytest.importorskip("pandas")
     images, labels = shapes
-    results = rank_backbones(images[:8], labels[:8], [(net, "block1"), (net, None)],
-                             cache=None, preprocessing=SMALL, device="cpu")
+    results = rank_backbones(
+        images[:8],
+        labels[:8],
+        [(net, "block1"), (net, None)],
+        cache=None,
+        preprocessing=SMALL,
+        device="cpu",
+    )
     frame = pd.DataFrame(results)
     assert frame.shape == (2, 8)
     assert frame["rank"].tolist() == [1, 2]
@@ -370,17 +409,28 @@ def test_rank_backbones_ties_share_a_rank_and_candidates_override(shapes, net, c
     images, labels = shapes
     # batch_size is not in the cache key: the second candidate finds the
     # first one's vectors, so the two scores are exactly equal.
-    candidates = [(net, "block1"),
-                  {"backbone": net, "layer": "block1", "batch_size": 3}]
+    candidates = [
+        (net, "block1"),
+        {"backbone": net, "layer": "block1", "batch_size": 3},
+    ]
     cache = FeatureCache()
-    results = rank_backbones(images, labels, candidates, cache=cache,
-                             preprocessing=SMALL, device="cpu", verbose=1)
+    results = rank_backbones(
+        images,
+        labels,
+        candidates,
+        cache=cache,
+        preprocessing=SMALL,
+        device="cpu",
+        verbose=1,
+    )
     assert cache.hits >= len(images)
     assert results["rank"] == [1, 1]
     assert results["logme"][0] == results["logme"][1]
     assert results["params"][1]["batch_size"] == 3
     printed = capsys.readouterr().out
-    assert "[rank_backbones] 1/2 backbone='TinyConvNet' layer='block1': LogME" in printed
+    assert (
+        "[rank_backbones] 1/2 backbone='TinyConvNet' layer='block1': LogME" in printed
+    )
 
 
 # -- errors -----------------------------------------------------------------
@@ -392,42 +442,114 @@ INF_F = GOOD_F.copy()
 INF_F[0, 0] = np.inf
 
 
-@pytest.mark.parametrize("features, y, kwargs, error, match", [
-    (NAN_F, GOOD_Y, {}, ValueError,
-     r"logme_score: features must be a finite, dense 2-D .*contains NaN"),
-    (INF_F, GOOD_Y, {}, ValueError, r"logme_score: features .*infinity"),
-    (GOOD_F[:1], GOOD_Y[:1].astype(float) + 1, {"task": "regression"}, ValueError,
-     r"logme_score: .*1 sample\(s\).*minimum of 2"),
-    (GOOD_F[:, 0], GOOD_Y, {}, ValueError, r"logme_score: features .*Expected 2D"),
-    (GOOD_F[:, :, None], GOOD_Y, {}, ValueError, r"logme_score: features .*dim 3"),
-    (GOOD_F[:, :0], GOOD_Y, {}, ValueError, r"logme_score: features .*0 feature"),
-    (GOOD_F, GOOD_Y[:5], {}, ValueError,
-     r"logme_score: features and y must have one row per sample.*\[6, 5\]"),
-    (GOOD_F, np.zeros(6, int), {}, ValueError,
-     r"logme_score: y has a single class \(0\); LogME measures how well"),
-    (GOOD_F, np.array(["cat"] * 6), {"task": "classification"}, ValueError,
-     r"logme_score: y has a single class \('cat'\)"),
-    (GOOD_F, GOOD_Y, {"task": "ranking"}, ValueError,
-     r"logme_score: task must be one of 'auto', 'classification', "
-     r"'regression'; got 'ranking'"),
-    (GOOD_F, np.eye(2)[GOOD_Y], {"task": "classification"}, ValueError,
-     r"logme_score: for task='classification' y must be 1-D class labels"),
-    (GOOD_F, np.array(list("abcabc")), {"task": "regression"}, ValueError,
-     r"logme_score: for task='regression' y must be finite numbers.*convert string"),
-    (GOOD_F, np.zeros(6), {"task": "regression"}, ValueError,
-     r"logme_score: y is all zeros; the evidence of a zero target is unbounded"),
-    (GOOD_F, np.column_stack([GOOD_Y + 0.5, np.zeros(6)]), {}, ValueError,
-     r"logme_score: columns \[1\] of y are all zeros"),
-    (GOOD_F, np.array([0.5, np.nan, 1, 2, 3, 4]), {}, ValueError,
-     r"logme_score: invalid y \(Input y contains NaN"),
-    (GOOD_F, np.array([0.5, np.nan, 1, 2, 3, 4]), {"task": "regression"}, ValueError,
-     r"logme_score: for task='regression' .*Input y contains NaN"),
-    (GOOD_F, np.column_stack([GOOD_Y, 2 * GOOD_Y]), {}, ValueError,
-     r"logme_score: cannot tell the task from y .*'multiclass-multioutput'"),
-    (GOOD_F, np.array(["a", 1, "b", 2, "a", 1], dtype=object),
-     {"task": "classification"}, TypeError,
-     r"logme_score: the class labels in y cannot be sorted"),
-])
+@pytest.mark.parametrize(
+    "features, y, kwargs, error, match",
+    [
+        (
+            NAN_F,
+            GOOD_Y,
+            {},
+            ValueError,
+            r"logme_score: features must be a finite, dense 2-D .*contains NaN",
+        ),
+        (INF_F, GOOD_Y, {}, ValueError, r"logme_score: features .*infinity"),
+        (
+            GOOD_F[:1],
+            GOOD_Y[:1].astype(float) + 1,
+            {"task": "regression"},
+            ValueError,
+            r"logme_score: .*1 sample\(s\).*minimum of 2",
+        ),
+        (GOOD_F[:, 0], GOOD_Y, {}, ValueError, r"logme_score: features .*Expected 2D"),
+        (GOOD_F[:, :, None], GOOD_Y, {}, ValueError, r"logme_score: features .*dim 3"),
+        (GOOD_F[:, :0], GOOD_Y, {}, ValueError, r"logme_score: features .*0 feature"),
+        (
+            GOOD_F,
+            GOOD_Y[:5],
+            {},
+            ValueError,
+            r"logme_score: features and y must have one row per sample.*\[6, 5\]",
+        ),
+        (
+            GOOD_F,
+            np.zeros(6, int),
+            {},
+            ValueError,
+            r"logme_score: y has a single class \(0\); LogME measures how well",
+        ),
+        (
+            GOOD_F,
+            np.array(["cat"] * 6),
+            {"task": "classification"},
+            ValueError,
+            r"logme_score: y has a single class \('cat'\)",
+        ),
+        (
+            GOOD_F,
+            GOOD_Y,
+            {"task": "ranking"},
+            ValueError,
+            r"logme_score: task must be one of 'auto', 'classification', "
+            r"'regression'; got 'ranking'",
+        ),
+        (
+            GOOD_F,
+            np.eye(2)[GOOD_Y],
+            {"task": "classification"},
+            ValueError,
+            r"logme_score: for task='classification' y must be 1-D class labels",
+        ),
+        (
+            GOOD_F,
+            np.array(list("abcabc")),
+            {"task": "regression"},
+            ValueError,
+            r"logme_score: for task='regression' y must be finite numbers.*convert string",
+        ),
+        (
+            GOOD_F,
+            np.zeros(6),
+            {"task": "regression"},
+            ValueError,
+            r"logme_score: y is all zeros; the evidence of a zero target is unbounded",
+        ),
+        (
+            GOOD_F,
+            np.column_stack([GOOD_Y + 0.5, np.zeros(6)]),
+            {},
+            ValueError,
+            r"logme_score: columns \[1\] of y are all zeros",
+        ),
+        (
+            GOOD_F,
+            np.array([0.5, np.nan, 1, 2, 3, 4]),
+            {},
+            ValueError,
+            r"logme_score: invalid y \(Input y contains NaN",
+        ),
+        (
+            GOOD_F,
+            np.array([0.5, np.nan, 1, 2, 3, 4]),
+            {"task": "regression"},
+            ValueError,
+            r"logme_score: for task='regression' .*Input y contains NaN",
+        ),
+        (
+            GOOD_F,
+            np.column_stack([GOOD_Y, 2 * GOOD_Y]),
+            {},
+            ValueError,
+            r"logme_score: cannot tell the task from y .*'multiclass-multioutput'",
+        ),
+        (
+            GOOD_F,
+            np.array(["a", 1, "b", 2, "a", 1], dtype=object),
+            {"task": "classification"},
+            TypeError,
+            r"logme_score: the class labels in y cannot be sorted",
+        ),
+    ],
+)
 def test_logme_score_errors(features, y, kwargs, error, match):
     with pytest.raises(error, match=match):
         logme_score(features, y, **kwargs)
@@ -435,28 +557,48 @@ def test_logme_score_errors(features, y, kwargs, error, match):
 
 def test_sparse_features_are_refused():
     sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match=r"logme_score: features must be a "
-                                        r"finite, dense .*toarray"):
+    with pytest.raises(
+        TypeError,
+        match=r"logme_score: features must be a "
+        r"finite, dense .*toarray",
+    ):
         logme_score(sparse.csr_matrix(GOOD_F), GOOD_Y)
 
 
-@pytest.mark.parametrize("candidates, error, match", [
-    ([], ValueError, r"rank_backbones: candidates is empty; pass a list such as"),
-    ({"backbone": "resnet18"}, TypeError,
-     r"rank_backbones: candidates must be a list of dicts .*got dict"),
-    ("resnet18", TypeError, r"rank_backbones: candidates must be a list .*got str"),
-    (["resnet18"], TypeError,
-     r"rank_backbones: candidates\[0\] must be a dict .*or a \(backbone, layer\) "
-     r"tuple; got str"),
-    ([("resnet18", None, "avg")], ValueError,
-     r"rank_backbones: candidates\[0\] is a tuple of length 3; a tuple must be "
-     r"\(backbone, layer\)"),
-    ([("resnet18", None), {"backbone": "resnet18", "layers": "layer3", "zzz": 1}],
-     ValueError,
-     r"rank_backbones: candidates\[1\] has unknown key\(s\) 'layers', 'zzz'; the "
-     r"allowed keys are the parameters of PretrainedFeatureExtractor: backbone, "
-     r"batch_size, cache, .*weights\. Did you mean 'layers' -> 'layer'\?"),
-])
+@pytest.mark.parametrize(
+    "candidates, error, match",
+    [
+        ([], ValueError, r"rank_backbones: candidates is empty; pass a list such as"),
+        (
+            {"backbone": "resnet18"},
+            TypeError,
+            r"rank_backbones: candidates must be a list of dicts .*got dict",
+        ),
+        ("resnet18", TypeError, r"rank_backbones: candidates must be a list .*got str"),
+        (
+            ["resnet18"],
+            TypeError,
+            r"rank_backbones: candidates\[0\] must be a dict .*or a \(backbone, layer\) "
+            r"tuple; got str",
+        ),
+        (
+            [("resnet18", None, "avg")],
+            ValueError,
+            r"rank_backbones: candidates\[0\] is a tuple of length 3; a tuple must be "
+            r"\(backbone, layer\)",
+        ),
+        (
+            [
+                ("resnet18", None),
+                {"backbone": "resnet18", "layers": "layer3", "zzz": 1},
+            ],
+            ValueError,
+            r"rank_backbones: candidates\[1\] has unknown key\(s\) 'layers', 'zzz'; the "
+            r"allowed keys are the parameters of PretrainedFeatureExtractor: backbone, "
+            r"batch_size, cache, .*weights\. Did you mean 'layers' -> 'layer'\?",
+        ),
+    ],
+)
 def test_rank_backbones_candidate_errors(candidates, error, match):
     # Checked before any backbone is loaded (resnet18 weights are not here).
     with pytest.raises(error, match=match):
@@ -471,7 +613,16 @@ def test_rank_backbones_argument_errors(shapes, net):
         rank_backbones(images, labels, [(net, None)], verbose=-1)
     with pytest.raises(ValueError, match=r"rank_backbones: y has a single class"):
         rank_backbones(images, np.zeros(len(images)), [(net, None)])
-    with pytest.raises(ValueError, match=r"rank_backbones: features and y must "
-                                         r"have one row per sample"):
-        rank_backbones(images, labels[:-1], [(net, None)], cache=None,
-                       preprocessing=SMALL, device="cpu")
+    with pytest.raises(
+        ValueError,
+        match=r"rank_backbones: features and y must "
+        r"have one row per sample",
+    ):
+        rank_backbones(
+            images,
+            labels[:-1],
+            [(net, None)],
+            cache=None,
+            preprocessing=SMALL,
+            device="cpu",
+        )
