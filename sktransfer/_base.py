@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state
 from ._device import resolve_device
 from ._inference import iter_array_batches, iter_image_batches, run_inference
 from ._input_spec import InputSpec
+from ._params import validate_params
 from ._state import PlainPickleMixin
 from .backbones._load import load_backbone
 
@@ -46,9 +47,14 @@ def training_seed(random_state):
 class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
     """Base of the estimators: a recipe resolved in ``fit``.
 
-    Subclasses set ``_fitted_attribute``; error messages name
-    ``type(self).__name__``.
+    Subclasses set ``_params`` (their parameter table, see ``_params``) and
+    ``_fitted_attribute``; error messages name ``type(self).__name__``.
     """
+
+    _params = ()
+
+    def _check_params(self):
+        validate_params(self, self._params)
 
     @property
     def _name(self):

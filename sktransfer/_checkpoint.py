@@ -24,13 +24,12 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from ._files import atomic_write
+from ._params import names
 from ._state import to_plain
 from .backbones._weights import file_identity, module_identity, state_dict_identity
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
-# Parameters that do not change what training computes.
-_NOT_CONFIG = ("verbose", "checkpoint_dir")
 
 
 class TrainingState(Callback):
@@ -201,21 +200,19 @@ def read_checkpoint(checkpoint_dir, identity, owner):
     return ckpt
 
 
-def run_identity(params, data, y, classes=None):
+def run_identity(params, data, y, classes=None, exclude=()):
     """What makes a training run resumable: its parameters and its data.
 
-    ``params`` are ``get_params(deep=False)`` (``verbose`` and
-    ``checkpoint_dir`` excluded) in a canonical JSON form, a weights file by
-    its content. The data digest
+    ``params`` are ``get_params(deep=False)`` (those in ``exclude``, which do
+    not change what training computes, left out) in a canonical JSON form, a
+    weights file by its content. The data digest
     covers the number of samples, every target and the content of up to 16
     evenly spaced images (all of a tensor).
     """
     weights = params.get("weights")
     if isinstance(weights, (str, os.PathLike)) and Path(weights).is_file():
         params = {**params, "weights": file_identity(weights)}  # its content
-    config = {
-        k: _canonical(v) for k, v in sorted(params.items()) if k not in _NOT_CONFIG
-    }
+    config = {k: _canonical(v) for k, v in sorted(params.items()) if k not in exclude}
     h = hashlib.sha256()
     y = np.ascontiguousarray(y)
     h.update(f"{len(data)}:{y.dtype.str}:{y.shape}:".encode())
@@ -308,6 +305,7 @@ def training_state(estimator, data, y_train, has_valid):
         data,
         y_train,
         getattr(estimator, "classes_", None),
+        exclude=names(estimator._params, affects_training=False),
     )
     resume = read_checkpoint(
         estimator.checkpoint_dir, identity, type(estimator).__name__

@@ -12,19 +12,19 @@ from torch.nn.parameter import is_lazy
 
 from ._base import PretrainedEstimator, init_seed
 from ._cache import cached_rows, image_keys, model_key, resolve_cache
-from ._device import PRECISIONS, wants_channels_last
-from ._features import POOLINGS, FeatureModel, check_layers
+from ._device import wants_channels_last
+from ._features import FeatureModel, check_layers
 from ._inference import progress_bar
 from ._input_spec import resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
-from ._validation import check_choice, check_int
+from ._params import EXTRACTOR_PARAMS, params_doc
 from .backbones._load import seeded_torch
 
 _DEFAULT_THREADS = 2  # n_jobs=None
 
 
 class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
-    """Extract feature vectors from images with a pretrained backbone.
+    __doc__ = f"""Extract feature vectors from images with a pretrained backbone.
 
     The backbone, its weights, preprocessing and device are resolved in
     :meth:`fit` (constructing the extractor is free and offline). The backbone
@@ -33,69 +33,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
 
     Parameters
     ----------
-    backbone : str or torch.nn.Module, default="resnet18"
-        A name from :func:`sktransfer.list_backbones` (every torchvision
-        classification model, ``"efficientnet_lite0"`` with offline ImageNet
-        weights, ``"timm:<name>"``, or one added with
-        :func:`sktransfer.register_backbone`), or an ``nn.Module`` (deep-copied
-        in ``fit``, never modified; its last ``nn.Linear`` is taken as the
-        classification head).
-    weights : str, torchvision WeightsEnum, path, dict or None, default="DEFAULT"
-        ``"DEFAULT"`` (the best pretrained weights of the backbone), a weights
-        name (``"IMAGENET1K_V1"``) or torchvision enum, a checkpoint file
-        (``.pt``/``.pth``/``.safetensors``, loaded without running code), a
-        state dict, or None for random initialisation. Pretrained weights
-        that must be downloaded come from torch's hub cache; offline, a clear
-        error says where the file is expected.
-    layer : str, list of str or None, default=None
-        None: the pooled pre-classifier representation. A module name (as in
-        ``dict(model.named_modules())``, e.g. ``"layer3"``) or a list of names
-        whose pooled outputs are concatenated.
-    pooling : {"avg", "max", "cls", "flatten"}, default="avg"
-        How spatial maps (N, C, H, W) or token sequences (N, T, D) become
-        vectors; ``"cls"`` takes the first (class) token of a transformer.
-    preprocessing : None, "passthrough" or dict, default=None
-        None uses the preprocessing the weights were trained with (resize,
-        centre crop, interpolation, mean and std). A dict overrides fields of
-        it, e.g. ``{"resize_size": 64, "crop_size": 64}``. ``"passthrough"``
-        feeds numeric arrays to the backbone unchanged, as float32 tensors.
-    image_shape : tuple or None, default=None
-        (H, W) or (H, W, C): read 2-D ``X`` as rows of flattened pixels (as
-        :func:`~sklearn.datasets.fetch_openml` returns images).
-    batch_size : int, default=16
-        Images per forward pass.
-    device : str or torch.device, default="auto"
-        ``"auto"`` picks cuda, then mps, then cpu.
-    precision : {"float32", "bfloat16", "float16"}, default="float32"
-        Autocast precision of the forward pass; features are float32.
-    n_jobs : int or None, default=None
-        Background threads decoding and resizing images while the network
-        runs (and hashing them for the cache); None means 2, which kept
-        EfficientNet-Lite0 and ResNet-18 fed from PNG photos on 2 CPU cores
-        better than 1 (measured: ``benchmarks/speed``).
-    on_error : {"raise", "warn"}, default="raise"
-        For unreadable images in :meth:`transform`: raise, or warn (listing
-        the files) and give their rows NaN.
-    random_state : int, RandomState or None, default=None
-        Seeds the random initialisation when ``weights=None``, and that of
-        lazy modules (``nn.LazyLinear``) on the first forward pass in ``fit``.
-        None behaves as 0, so the features are reproducible.
-    verbose : int, default=0
-        Show a progress bar (tqdm) when > 0.
-    cache : None, "memory", str, path or FeatureCache, default=None
-        Reuse the features of images seen before. ``"memory"``: a cache in
-        this process's memory (1 GiB at most, least recently used vectors
-        evicted). A folder path: a cache on disk, shared by processes and
-        sessions. A :class:`~sktransfer.FeatureCache` to bound the size or
-        share one cache explicitly. Features are cached per image, keyed by
-        the image's content (file bytes or pixels, not its position) and
-        everything else that determines them (backbone, weights, preprocessing,
-        layers, pooling, precision, device type, library versions), so
-        clones in the folds and grid points of ``GridSearchCV`` compute each
-        image once. Cached features are the exact float32 values first
-        computed. Rows of unreadable images (``on_error="warn"``) are never
-        cached.
-
+{params_doc(EXTRACTOR_PARAMS)}
     Attributes
     ----------
     backbone_ : torch.nn.Module
@@ -124,10 +62,11 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
     >>> from sktransfer._testing import TinyConvNet
     >>> images = np.random.default_rng(0).integers(0, 256, (4, 20, 20, 3), dtype=np.uint8)
     >>> extractor = PretrainedFeatureExtractor(
-    ...     TinyConvNet(), preprocessing={"resize_size": 16, "crop_size": 16})
+    ...     TinyConvNet(), preprocessing={{"resize_size": 16, "crop_size": 16}})
     >>> extractor.fit_transform(images).shape
     (4, 8)
     """
+    _params = EXTRACTOR_PARAMS
 
     _fitted_attribute = "backbone_"
 
@@ -163,14 +102,6 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.cache = cache
-
-    def _check_params(self):
-        check_choice(self._name, "pooling", self.pooling, POOLINGS)
-        check_choice(self._name, "precision", self.precision, PRECISIONS)
-        check_choice(self._name, "on_error", self.on_error, ("raise", "warn"))
-        check_int(self._name, "batch_size", self.batch_size)
-        check_int(self._name, "n_jobs", self.n_jobs, allow_none=True)
-        check_int(self._name, "verbose", self.verbose, minimum=0)
 
     def fit(self, X, y=None):
         """Load the backbone and its weights; run it on the first readable image.

@@ -9,8 +9,6 @@ callbacks and training are in ``_training``, checkpoints and interruption in
 
 from __future__ import annotations
 
-import numbers
-import os
 import time
 
 import numpy as np
@@ -23,7 +21,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from torch import nn
 
-from ._augment import AUGMENTS, make_augmentation
+from ._augment import make_augmentation
 from ._base import PretrainedEstimator, training_seed
 from ._checkpoint import after_interruption, training_state
 from ._features import FeatureModel
@@ -31,6 +29,12 @@ from ._input_spec import (
     preprocessing_from_dict,
     resolved_attributes,
     restore_input_attributes,
+)
+from ._params import (
+    CLASSIFIER_PARAMS,
+    FINETUNE_PARAMS,
+    REGRESSOR_PARAMS,
+    params_doc,
 )
 from ._state import to_plain
 from ._torch_datasets import ImageDataset, TensorDataset, subset
@@ -42,90 +46,11 @@ from ._training import (
     split_blocks,
     train,
 )
-from ._validation import check_bool, check_choice, check_float, check_int
 from .backbones._weights import load_state_dict_checked
-
-FREEZES = ("staged", "backbone", "none")
-SCHEDULES = ("onecycle", "cosine", "constant")
-
-_PARAMS_DOC = """
-    backbone : str or torch.nn.Module, default="resnet18"
-        As in :class:`~sktransfer.PretrainedFeatureExtractor`: a name from
-        :func:`~sktransfer.list_backbones` or an ``nn.Module`` (deep-copied).
-        Its classification head is replaced by a new ``nn.Linear``.
-    weights : str, WeightsEnum, path, dict or None, default="DEFAULT"
-        Pretrained weights, as in the extractor; None trains from scratch.
-    freeze : {"staged", "backbone", "none"} or int, default="staged"
-        ``"staged"``: train the head alone for ``freeze_epochs`` epochs, then
-        everything (fastai's ``fine_tune``). ``"backbone"``: linear probe, the
-        backbone is frozen with its BatchNorm statistics (its features are
-        computed once per fit when ``augment="off"``). ``"none"``: full
-        fine-tuning. An int ``k``: the last ``k`` backbone blocks are trained.
-    freeze_epochs : int, default=1
-        Head-only epochs of ``freeze="staged"``.
-    lr : float, default=1e-3
-        Learning rate of the head (peak learning rate of the schedule).
-    backbone_lr_ratio : float, default=0.1
-        Backbone learning rate as a fraction of ``lr`` (discriminative
-        learning rates).
-    layer_decay : float or None, default=None
-        Layer-wise decay: backbone block ``i`` from the top trains at
-        ``lr * backbone_lr_ratio * layer_decay**i``.
-    weight_decay : float, default=0.01
-        AdamW weight decay.
-    schedule : {"onecycle", "cosine", "constant"}, default="onecycle"
-        Learning-rate schedule, stepped every batch; ``"cosine"`` warms up
-        linearly first.
-    warmup : float, default=0.1
-        Fraction of the steps spent warming up (``pct_start`` of one-cycle).
-    max_epochs : int, default=10
-    batch_size : int, default=32
-    augment : {"default", "light", "off"}, default="default"
-        Training-only augmentation: ``"light"`` flips horizontally,
-        ``"default"`` also takes random resized crops (70-100% of the area)
-        and jitters brightness and contrast. Never applied when predicting.
-    train_transform : callable or None, default=None
-        Extra training-only transform on float images (C, H, W) in [0, 1],
-        applied after the preset and before normalisation.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data, stop when the
-        validation loss has not improved for ``n_iter_no_change`` epochs and
-        restore the best epoch's weights. Off by default, so that every sample
-        is used for training and GridSearchCV sees no hidden second split.
-    validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=3
-    preprocessing : None, "passthrough" or dict, default=None
-        As in the extractor.
-    image_shape : tuple or None, default=None
-        Read 2-D ``X`` as flattened pixel rows of this shape.
-    device : str or torch.device, default="auto"
-    random_state : int, RandomState or None, default=None
-        Seeds head initialisation, shuffling, augmentation and the validation
-        split; CPU runs with the same seed give the same predictions. None
-        behaves as 0 (as in the extractor); a ``RandomState`` gives a new
-        seed at each fit. The global torch and numpy random states are left
-        unchanged.
-    verbose : int, default=0
-        Print a per-epoch table (skorch's) when > 0.
-    net_params : dict or None, default=None
-        Extra keyword arguments for the skorch ``NeuralNet`` (e.g.
-        ``{"callbacks": [...], "iterator_train__num_workers": 2}``). Callbacks
-        are added after sktransfer's own (freezing, schedule, early
-        stopping); other keys override sktransfer's choices.
-    checkpoint_dir : str, path or None, default=None
-        A folder where, after every epoch, the module, optimizer, scheduler
-        and early-stopping states, the history and the random state are saved
-        (``checkpoint.pt``: state dicts and tensors only, written atomically,
-        read back without running code). When ``fit`` finds there a
-        checkpoint of the same parameters (``verbose`` aside) and the same
-        data, training resumes from the epoch after it, and ends as an
-        uninterrupted run would; a checkpoint of another run is ignored
-        with a warning and overwritten. Do not share one folder between fits
-        running at the same time (e.g. in ``GridSearchCV``).
-"""
 
 
 class _FineTunedBase(PretrainedEstimator):
+    _params = FINETUNE_PARAMS
     _fitted_attribute = "net_"
 
     def __init__(
@@ -180,66 +105,6 @@ class _FineTunedBase(PretrainedEstimator):
         self.verbose = verbose
         self.net_params = net_params
         self.checkpoint_dir = checkpoint_dir
-
-    # -- validation -----------------------------------------------------
-    def _check_params(self):
-        o = self._name
-        if isinstance(self.freeze, numbers.Integral) and not isinstance(
-            self.freeze, bool
-        ):
-            check_int(o, "freeze", self.freeze, minimum=0)
-        elif self.freeze not in FREEZES:
-            raise ValueError(
-                f"{o}: freeze must be one of {list(FREEZES)} or an int >= 0 (the "
-                f"number of last backbone blocks to train), got {self.freeze!r}."
-            )
-        check_int(o, "freeze_epochs", self.freeze_epochs, minimum=0)
-        check_float(o, "lr", self.lr, low=0, high=np.inf, low_inclusive=False)
-        check_float(o, "backbone_lr_ratio", self.backbone_lr_ratio, low=0, high=np.inf)
-        check_float(
-            o,
-            "layer_decay",
-            self.layer_decay,
-            low=0,
-            high=1,
-            low_inclusive=False,
-            allow_none=True,
-        )
-        check_float(o, "weight_decay", self.weight_decay, low=0, high=np.inf)
-        check_choice(o, "schedule", self.schedule, SCHEDULES)
-        check_float(o, "warmup", self.warmup, low=0, high=1, high_inclusive=False)
-        check_int(o, "max_epochs", self.max_epochs)
-        check_int(o, "batch_size", self.batch_size)
-        check_choice(o, "augment", self.augment, AUGMENTS)
-        if self.train_transform is not None and not callable(self.train_transform):
-            raise ValueError(
-                f"{o}: train_transform must be callable or None, got "
-                f"{self.train_transform!r}."
-            )
-        check_bool(o, "early_stopping", self.early_stopping)
-        check_float(
-            o,
-            "validation_fraction",
-            self.validation_fraction,
-            low=0,
-            high=1,
-            low_inclusive=False,
-            high_inclusive=False,
-        )
-        check_int(o, "n_iter_no_change", self.n_iter_no_change)
-        check_int(o, "verbose", self.verbose, minimum=0)
-        if self.net_params is not None and not isinstance(self.net_params, dict):
-            raise ValueError(
-                f"{o}: net_params must be a dict or None, got "
-                f"{type(self.net_params).__name__}."
-            )
-        if self.checkpoint_dir is not None and not isinstance(
-            self.checkpoint_dir, (str, os.PathLike)
-        ):
-            raise ValueError(
-                f"{o}: checkpoint_dir must be None or a folder path "
-                f"(str or pathlib.Path), got {self.checkpoint_dir!r}."
-            )
 
     # -- fit: named steps ----------------------------------------------
     def _fit(self, X, y):
@@ -426,10 +291,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     weights). The skorch net is created in :meth:`fit` as ``net_``.
 
     Parameters
-    ----------{_PARAMS_DOC}    class_weight : "balanced", dict or None, default=None
-        Weights of the classes in the loss.
-    label_smoothing : float, default=0.0
-        Cross-entropy label smoothing in [0, 1).
+    ----------
+{params_doc(FINETUNE_PARAMS + CLASSIFIER_PARAMS)}
 
     Attributes
     ----------
@@ -467,6 +330,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     >>> clf.predict_proba(X).shape
     (20, 2)
     """
+    _params = FINETUNE_PARAMS + CLASSIFIER_PARAMS
     _score_name = "valid_acc"
 
     def __init__(
@@ -547,14 +411,6 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
                 f"{self._name} needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_.tolist()[0]!r}."
             )
-        check_float(
-            self._name,
-            "label_smoothing",
-            self.label_smoothing,
-            low=0,
-            high=1,
-            high_inclusive=False,
-        )
         return self._label_encoder.transform(y).astype(np.int64), len(self.classes_)
 
     def _stratify(self, y):
@@ -589,7 +445,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         classes = np.arange(len(self.classes_))
         if cw == "balanced":
             w = compute_class_weight("balanced", classes=classes, y=y)
-        elif isinstance(cw, dict):
+        else:  # a dict (the parameter table allows nothing else)
             unknown = [k for k in cw if k not in set(self.classes_.tolist())]
             if unknown:
                 raise ValueError(
@@ -597,11 +453,6 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
                     f"that are not in y's classes {self.classes_.tolist()}."
                 )
             w = np.array([cw.get(c, 1.0) for c in self.classes_], dtype=float)
-        else:
-            raise ValueError(
-                f"{self._name}: class_weight must be None, 'balanced' "
-                f"or a dict {{label: weight}}, got {cw!r}."
-            )
         return torch.as_tensor(w, dtype=torch.float32, device=self.device_)
 
     @staticmethod
@@ -631,8 +482,8 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     for training and predictions are mapped back. Trained with MSE.
 
     Parameters
-    ----------{_PARAMS_DOC}    target_scaling : bool, default=True
-        Standardise the targets (zero mean, unit variance) while training.
+    ----------
+{params_doc(FINETUNE_PARAMS + REGRESSOR_PARAMS)}
 
     Attributes
     ----------
@@ -652,6 +503,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     :func:`sktransfer.save` and :func:`sktransfer.load` store a fitted
     estimator without pickle.
     """
+    _params = FINETUNE_PARAMS + REGRESSOR_PARAMS
     _score_name = "valid_r2"
 
     def __init__(
@@ -721,7 +573,6 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return self._fit(X, y)
 
     def _encode_target(self, y):
-        check_bool(self._name, "target_scaling", self.target_scaling)
         y = np.asarray(y)
         if y.dtype.kind in "USV":
             raise ValueError(

@@ -10,7 +10,6 @@ from sklearn.utils.validation import validate_data
 
 from ._inputs import ImageSequence, as_image_sequence
 from ._preprocessing import Preprocessing
-from ._validation import check_image_shape
 
 
 def preprocessing_from_dict(values):
@@ -82,8 +81,9 @@ class InputSpec:
 
     @classmethod
     def create(cls, estimator, preprocessing, owner):
-        image_shape = check_image_shape(owner, estimator.image_shape)
-        return cls(preprocessing, image_shape)
+        # image_shape was validated with the other parameters (``_params``).
+        shape = estimator.image_shape
+        return cls(preprocessing, None if shape is None else tuple(map(int, shape)))
 
     @property
     def channels(self):

@@ -34,6 +34,7 @@ from ._device import resolve_device
 from ._extractor import PretrainedFeatureExtractor
 from ._files import atomic_write
 from ._finetune import FineTunedClassifier, FineTunedRegressor
+from ._params import names
 from ._state import (
     FORMAT_VERSION,
     MIN_FORMAT_VERSION,
@@ -48,8 +49,6 @@ _CLASSES = {
     cls.__name__: cls
     for cls in (PretrainedFeatureExtractor, FineTunedClassifier, FineTunedRegressor)
 }
-# Parameters used only by fit: a saved estimator predicts without them.
-_FIT_ONLY = ("train_transform", "net_params", "weights", "random_state")
 
 
 def save(estimator, path):
@@ -301,7 +300,7 @@ def _unsaveable(value, name, owner):
         )
     if name == "random_state":
         return f"{head} Use an int (or None) as random_state."
-    if name in _FIT_ONLY:
+    if name in names(getattr(_CLASSES.get(owner), "_params", ()), fit_only=True):
         return (
             f"{head} Only fit uses it: save a copy without it, "
             f"sktransfer.save(copy.deepcopy(est).set_params({name}=None), path), "
