@@ -33,3 +33,31 @@ def test_speed_benchmark_smoke_writes_json_and_markdown(tmp_path):
     assert {"forward pass only", "sktransfer transform"} <= contenders
     assert [row["images"] for row in report["memory"]["rows"]] == [40, 80]
     assert (tmp_path / "results.md").read_text().startswith("# Speed benchmarks")
+
+
+def test_logme_benchmark_smoke_writes_json_and_markdown(tmp_path):
+    # Digits only: Fashion-MNIST needs the Debian dataset-fashion-mnist package.
+    script = ROOT / "benchmarks" / "logme" / "run.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--smoke",
+            "--datasets",
+            "digits",
+            "--output",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["smoke"] is True
+    (digits,) = report["datasets"]
+    assert len(digits["rows"]) == 2
+    assert [row["logme_rank"] for row in digits["rows"]] == [1, 2]
+    assert set(digits["agreement"]) == {"cv_accuracy", "test_accuracy", "cv_vs_test"}
+    assert (tmp_path / "results.md").read_text().startswith("# LogME vs linear probe")
