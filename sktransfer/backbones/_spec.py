@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from ._weights import weights_identity
 
 
 class WeightsUnavailableError(OSError):
@@ -34,7 +36,8 @@ class BackboneSpec:
         a name, an object) to ``(designation, identity)``: what ``create``
         accepts and a stable string naming exactly those weights. Raise
         ``ValueError`` for weights this backbone does not have. Default:
-        only ``"DEFAULT"`` is accepted.
+        the names in ``weights`` (``"DEFAULT"`` meaning the first), or only
+        ``"DEFAULT"`` if ``weights`` is empty.
     preprocessing : callable, optional
         ``preprocessing(designation)`` returns the
         :class:`~sktransfer.Preprocessing` the weights were trained with
@@ -48,6 +51,18 @@ class BackboneSpec:
         "custom").
     description : str
         One line for ``list_backbones(details=True)``.
+    weights : tuple of str
+        Names of the pretrained weights, the default first. Listed by
+        ``list_backbones(details=True)``; without ``resolve_weights`` they
+        are the names ``weights_for`` accepts, designating themselves.
+    extra : str, optional
+        The sktransfer extra that installs what ``create`` needs
+        (``pip install "sktransfer[<extra>]"``); None: nothing beyond
+        sktransfer's own requirements.
+    weights_present : callable, optional
+        ``weights_present(designation)`` tells, without loading or
+        downloading anything, whether those pretrained weights are already on
+        this machine (``create`` then needs no network). None: unknown.
     """
 
     name: str
@@ -57,17 +72,36 @@ class BackboneSpec:
     head: str | None = None
     source: str = "custom"
     description: str = ""
-    extras: dict = field(default_factory=dict)
+    weights: tuple[str, ...] = ()
+    extra: str | None = None
+    weights_present: Callable[[Any], bool] | None = None
 
     def weights_for(self, weights):
         """``(designation, identity)`` for pretrained weights given by name."""
         if self.resolve_weights is not None:
             return self.resolve_weights(weights)
+        if self.weights:
+            return self._named_weights(weights)
         if weights == "DEFAULT":
-            return "DEFAULT", f"{self.source}:{self.name}:DEFAULT"
+            return "DEFAULT", weights_identity(self.source, self.name, "DEFAULT")
         raise ValueError(
             f"Backbone {self.name!r} has only weights='DEFAULT' as named "
             f"pretrained weights; got {weights!r}. Pass a checkpoint path or a "
             f"state dict for other weights, or weights=None for random "
             f"initialisation."
         )
+
+    def _named_weights(self, weights):
+        if not isinstance(weights, str):
+            raise TypeError(
+                f"Backbone {self.name!r} takes named weights as a str, got "
+                f"{type(weights).__name__}."
+            )
+        chosen = self.weights[0] if weights == "DEFAULT" else weights
+        if chosen not in self.weights:
+            raise ValueError(
+                f"Backbone {self.name!r} has no weights {weights!r}; available: "
+                f"{['DEFAULT', *self.weights]}. Or pass a checkpoint path, a "
+                f"state dict, or weights=None."
+            )
+        return chosen, weights_identity(self.source, self.name, chosen)

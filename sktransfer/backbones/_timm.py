@@ -13,12 +13,31 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
 import urllib.error
+
+from .._preprocessing import Preprocessing
+from ._spec import BackboneSpec, WeightsUnavailableError
 
 _TIMM_MISSING = (
     "{what} needs timm, which is not installed ({exc}). Install it with: "
     'pip install "sktransfer[{extra}]"'
 )
+
+
+def timm_spec(model_name):
+    """The :class:`BackboneSpec` of ``"timm:<model_name>"``; imports nothing."""
+    return BackboneSpec(
+        name=f"timm:{model_name}",
+        create=lambda weights: create_timm_model(
+            model_name, pretrained=weights is not None
+        ),
+        preprocessing=lambda weights: Preprocessing(**timm_preprocessing(model_name)),
+        source="timm",
+        description=f"timm.create_model({model_name!r})",
+        extra="timm",
+        weights_present=lambda weights: timm_weights_present(model_name),
+    )
 
 
 def _import_timm(what="Using a timm backbone", extra="timm"):
@@ -138,9 +157,60 @@ def create_timm_model(name, pretrained):
     try:
         return timm.create_model(name, pretrained=True)
     except _download_errors() as exc:
-        from ._spec import WeightsUnavailableError
-
         raise WeightsUnavailableError(_offline_message(name, cfg, exc)) from exc
+
+
+def _hub_files(filename):
+    """The files timm's hub loader may read for ``filename``: its safetensors
+    alternative first (as ``timm.models._hub._get_safe_alternatives``)."""
+    safe = {
+        "pytorch_model.bin": "model.safetensors",
+        "open_clip_pytorch_model.bin": "open_clip_model.safetensors",
+    }
+    if filename in safe:
+        return (safe[filename], filename)
+    if filename.endswith(".bin"):
+        return (filename[: -len(".bin")] + ".safetensors", filename)
+    return (filename,)
+
+
+def timm_weights_present(name):
+    """Whether the pretrained weights of timm model ``name`` are cached here.
+
+    Looks in the huggingface_hub cache (or torch's hub cache for weights
+    timm fetches by URL) for the file timm would load; nothing is downloaded
+    or read.
+
+    Parameters
+    ----------
+    name : str
+        A timm architecture or ``"arch.tag"``.
+
+    Returns
+    -------
+    present : bool
+        False also when timm has no pretrained weights for ``name``.
+    """
+    cfg = _pretrained_cfg(name)
+    if cfg.hf_hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        repo_id, _, revision = cfg.hf_hub_id.partition("@")
+        files = _hub_files(cfg.hf_hub_filename or "pytorch_model.bin")
+        return any(
+            isinstance(
+                try_to_load_from_cache(repo_id, file, revision=revision or None),
+                str,
+            )
+            for file in files
+        )
+    if cfg.url:
+        from ._torchvision import hub_checkpoint_path
+
+        return os.path.exists(hub_checkpoint_path(cfg.url))
+    return bool(cfg.file) and os.path.exists(cfg.file)
 
 
 def _offline_message(name, cfg, exc):

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from .._preprocessing import Preprocessing, preprocessing_from_torchvision
 from ._spec import BackboneSpec, WeightsUnavailableError
+from ._weights import weights_identity
 
 
 @lru_cache(maxsize=1)
@@ -33,7 +34,25 @@ def torchvision_spec(name):
         head=_HEADS.get(name),
         source="torchvision",
         description=f"torchvision.models.{name}",
+        weights=_weights_names(name),
+        weights_present=_weights_present,
     )
+
+
+def _weights_names(name):
+    """The names of ``name``'s weights enum members, the default first."""
+    try:
+        enum_cls = _weights_enum(name)
+        default = enum_cls.DEFAULT.name
+    except (ValueError, AttributeError):  # models without weights
+        return ()
+    others = [m for m in enum_cls.__members__ if m not in ("DEFAULT", default)]
+    return (default, *others)
+
+
+def _weights_present(member):
+    """Whether the weights file of enum member ``member`` is in the hub cache."""
+    return os.path.exists(hub_checkpoint_path(member.url))
 
 
 # Models whose head is not their last nn.Linear: SqueezeNet classifies with a
@@ -80,7 +99,7 @@ def _resolve(name, weights):
             f"Unsupported weights of type {type(weights).__name__} for backbone "
             f"{name!r}."
         )
-    return member, f"torchvision:{enum_cls.__name__}.{member.name}"
+    return member, weights_identity("torchvision", f"{enum_cls.__name__}.{member.name}")
 
 
 def _preprocessing(name, member):
