@@ -53,6 +53,12 @@ class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
 
     _params = ()
 
+    def _store_params(self, values):
+        """The body of ``__init__``: store every parameter of the table as
+        passed (``values`` is the ``__init__``'s ``locals()``), nothing else."""
+        for param in self._params:
+            setattr(self, param.name, values[param.name])
+
     def _check_params(self):
         validate_params(self, self._params)
 

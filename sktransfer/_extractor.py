@@ -88,20 +88,8 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         verbose=0,
         cache=None,
     ):
-        self.backbone = backbone
-        self.weights = weights
-        self.layer = layer
-        self.pooling = pooling
-        self.preprocessing = preprocessing
-        self.image_shape = image_shape
-        self.batch_size = batch_size
-        self.device = device
-        self.precision = precision
-        self.n_jobs = n_jobs
-        self.on_error = on_error
-        self.random_state = random_state
-        self.verbose = verbose
-        self.cache = cache
+        # Stores each argument as is (scikit-learn reads them back by name).
+        self._store_params(locals())
 
     def fit(self, X, y=None):
         """Load the backbone and its weights; run it on the first readable image.

@@ -53,59 +53,6 @@ class _FineTunedBase(PretrainedEstimator):
     _params = FINETUNE_PARAMS
     _fitted_attribute = "net_"
 
-    def __init__(
-        self,
-        backbone="resnet18",
-        *,
-        weights="DEFAULT",
-        freeze="staged",
-        freeze_epochs=1,
-        lr=1e-3,
-        backbone_lr_ratio=0.1,
-        layer_decay=None,
-        weight_decay=0.01,
-        schedule="onecycle",
-        warmup=0.1,
-        max_epochs=10,
-        batch_size=32,
-        augment="default",
-        train_transform=None,
-        early_stopping=False,
-        validation_fraction=0.1,
-        n_iter_no_change=3,
-        preprocessing=None,
-        image_shape=None,
-        device="auto",
-        random_state=None,
-        verbose=0,
-        net_params=None,
-        checkpoint_dir=None,
-    ):
-        self.backbone = backbone
-        self.weights = weights
-        self.freeze = freeze
-        self.freeze_epochs = freeze_epochs
-        self.lr = lr
-        self.backbone_lr_ratio = backbone_lr_ratio
-        self.layer_decay = layer_decay
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.warmup = warmup
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.augment = augment
-        self.train_transform = train_transform
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.preprocessing = preprocessing
-        self.image_shape = image_shape
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-        self.net_params = net_params
-        self.checkpoint_dir = checkpoint_dir
-
     # -- fit: named steps ----------------------------------------------
     def _fit(self, X, y):
         # A failed (re)fit must not leave a fitted-looking estimator behind.
@@ -363,34 +310,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         class_weight=None,
         label_smoothing=0.0,
     ):
-        super().__init__(
-            backbone,
-            weights=weights,
-            freeze=freeze,
-            freeze_epochs=freeze_epochs,
-            lr=lr,
-            backbone_lr_ratio=backbone_lr_ratio,
-            layer_decay=layer_decay,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            warmup=warmup,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            augment=augment,
-            train_transform=train_transform,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            preprocessing=preprocessing,
-            image_shape=image_shape,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            net_params=net_params,
-            checkpoint_dir=checkpoint_dir,
-        )
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
+        # Stores each argument as is (scikit-learn reads them back by name).
+        self._store_params(locals())
 
     def fit(self, X, y):
         """Fine-tune on images ``X`` (any form the extractor accepts), labels ``y``.
@@ -535,33 +456,8 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         checkpoint_dir=None,
         target_scaling=True,
     ):
-        super().__init__(
-            backbone,
-            weights=weights,
-            freeze=freeze,
-            freeze_epochs=freeze_epochs,
-            lr=lr,
-            backbone_lr_ratio=backbone_lr_ratio,
-            layer_decay=layer_decay,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            warmup=warmup,
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            augment=augment,
-            train_transform=train_transform,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change,
-            preprocessing=preprocessing,
-            image_shape=image_shape,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            net_params=net_params,
-            checkpoint_dir=checkpoint_dir,
-        )
-        self.target_scaling = target_scaling
+        # Stores each argument as is (scikit-learn reads them back by name).
+        self._store_params(locals())
 
     def fit(self, X, y):
         """Fine-tune on images ``X`` and numeric targets ``y`` (1-D or 2-D).
