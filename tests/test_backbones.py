@@ -1,13 +1,20 @@
 """The backbone registry: names, suggestions, registration, heads and the
 preprocessing that travels with the weights."""
 
+import ast
+import importlib.util
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import sktransfer.backbones
 from sktransfer import (
     BackboneSpec,
     Preprocessing,
@@ -376,3 +383,123 @@ def test_torchvision_weights_resolve_without_building_the_model():
     )
     assert spec.head is None
     assert get_backbone_spec("squeezenet1_0").head == "classifier.1"
+
+
+# -- list_backbones(details=True) and the registry's layout ------------------------
+
+
+def test_list_backbones_details_rows(registered, monkeypatch, tmp_path):
+    from sktransfer.backbones._efficientnet_lite import LITE_VARIANTS
+
+    registered("test_rows", seeded_convnet, weights=("A", "B"), preprocessing=SMALL)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
+    rows = list_backbones(details=True)
+    assert [row["name"] for row in rows] == list_backbones()
+    by_name = {row["name"]: row for row in rows}
+    assert set(by_name["resnet18"]) == {
+        "name",
+        "source",
+        "weights",
+        "preprocessing",
+        "extra",
+        "offline",
+        "description",
+    }
+    for name, variant in LITE_VARIANTS.items():
+        row = by_name[name]
+        assert row["source"] == "sktransfer" and row["weights"] == ("IMAGENET1K",)
+        assert row["preprocessing"] == Preprocessing(**variant.preprocessing)
+        assert row["extra"] == variant.extra
+        assert row["offline"] is (importlib.util.find_spec(variant.module) is not None)
+        assert f'pip install "sktransfer[{variant.extra}]"' in row["description"]
+    assert by_name["resnet50"]["weights"] == ("IMAGENET1K_V2", "IMAGENET1K_V1")
+    assert by_name["resnet18"] == {
+        "name": "resnet18",
+        "source": "torchvision",
+        "weights": ("IMAGENET1K_V1",),
+        "preprocessing": Preprocessing(interpolation="bilinear"),
+        "extra": None,
+        "offline": False,
+        "description": "torchvision.models.resnet18",
+    }
+    assert by_name["test_rows"] == {
+        "name": "test_rows",
+        "source": "custom",
+        "weights": ("A", "B"),
+        "preprocessing": Preprocessing(**SMALL),
+        "extra": None,
+        "offline": None,
+        "description": "",
+    }
+    # a file in torch's hub cache makes the torchvision weights offline
+    from torchvision.models import ResNet18_Weights
+
+    from sktransfer.backbones._torchvision import hub_checkpoint_path
+
+    path = hub_checkpoint_path(ResNet18_Weights.IMAGENET1K_V1.url)
+    os.makedirs(os.path.dirname(path))
+    open(path, "wb").close()
+    assert {r["name"]: r for r in list_backbones("torchvision", details=True)}[
+        "resnet18"
+    ]["offline"]
+
+
+def test_list_backbones_details_for_timm(monkeypatch, tmp_path):
+    pytest.importorskip("timm")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    rows = {row["name"]: row for row in list_backbones("timm", details=True)}
+    row = rows["timm:resnet18"]
+    assert row["source"] == "timm" and row["extra"] == "timm"
+    assert row["weights"] == ("DEFAULT",) and row["offline"] is False
+    assert row["preprocessing"].resize_size == 235  # timm's crop_pct 0.95
+    assert rows["timm:dm_nfnet_f0"]["preprocessing"] is None  # crop_mode squash
+    # the file timm would load, in the huggingface_hub cache layout
+    repo = tmp_path / "models--timm--resnet18.a1_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "model.safetensors").write_bytes(b"")
+    assert get_backbone_spec("timm:resnet18").weights_present("DEFAULT") is True
+
+
+def test_backbone_modules_import_one_way():
+    """_weights <- _spec <- sources <- _builtin <- _registry <- __init__, and
+    no module imports a later one, at module level or inside a function."""
+    order = [
+        "_weights",
+        "_spec",
+        "_torchvision",
+        "_timm",
+        "_efficientnet_lite",
+        "_builtin",
+        "_registry",
+        "_load",
+        "__init__",
+    ]
+    folder = Path(sktransfer.backbones.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(order)
+    for position, module in enumerate(order):
+        tree = ast.parse((folder / f"{module}.py").read_text())
+        imported = {
+            (node.module or "").lstrip(".").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 1
+        }
+        later = imported & set(order[position:])
+        assert not later, f"backbones/{module}.py imports {sorted(later)}"
+
+
+def test_registry_imports_no_timm():
+    code = (
+        "import sys\n"
+        "from sktransfer.backbones import get_backbone_spec, list_backbones\n"
+        "names = list_backbones()\n"
+        "spec = get_backbone_spec('efficientnet_lite1')\n"
+        "spec.preprocessing(spec.weights_for('DEFAULT')[0])\n"
+        "get_backbone_spec('timm:resnet18')\n"
+        "assert 'efficientnet_lite2' in names\n"
+        "assert 'timm' not in sys.modules, 'timm was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
