@@ -139,8 +139,6 @@ LITE_VARIANTS = {
     )
 }
 
-LITE_LICENSE = "Apache-2.0"
-
 
 def lite_variant(name):
     """The :class:`LiteVariant` named ``name`` (``"efficientnet_lite0"``...)."""
