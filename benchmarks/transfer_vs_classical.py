@@ -3,7 +3,8 @@
 Several seeds; 10 / 100 / 1000 labelled images per class and the full
 training set (6000 per class) where time allows; scored on the official
 10,000-image test set. Writes results.json, results.md (with the published
-Fashion-MNIST figures beside ours) and accuracy.png.
+Fashion-MNIST figures beside ours), accuracy.png and, for the GridSearchCV
+over backbone x layer with the LogME ranking (50 labels per class), logme.png.
 
     python benchmarks/transfer_vs_classical.py                 # the committed run
     python benchmarks/transfer_vs_classical.py --smoke --output /tmp/x   # seconds, digits
@@ -36,9 +37,10 @@ def main(argv=None):
     parser.add_argument(
         "--dataset",
         default="fashion_mnist",
-        choices=["fashion_mnist", "digits"],
-        help="digits: sklearn's 8x8 digits (half train, half test; "
-        "sizes 5, 20, 80 per class)",
+        choices=["fashion_mnist", "fashion_mnist_sample", "digits"],
+        help="fashion_mnist_sample: the sample shipped with sktransfer (sizes "
+        "10, 50, 200 per class); digits: sklearn's 8x8 digits (half train, "
+        "half test; sizes 5, 20, 80 per class)",
     )
     parser.add_argument(
         "--no-full",
@@ -66,6 +68,9 @@ def main(argv=None):
             finetune_sizes=(5,),
             finetune_epochs=1,
             test_size=100,
+            grid_backbones=("efficientnet_lite0",),
+            grid_layers=(None, "blocks.5"),
+            grid_size=5,
         )
     elif args.dataset == "digits":
         config = BenchmarkConfig(
@@ -76,6 +81,16 @@ def main(argv=None):
             test_size=None,
             finetune_sizes=(5, 20),
             finetune_epochs=8,
+        )
+    elif args.dataset == "fashion_mnist_sample":
+        config = BenchmarkConfig(
+            dataset="fashion_mnist_sample",
+            sizes=(10, 50, 200),
+            seeds=seeds,
+            image_size=args.image_size,
+            test_size=None,
+            finetune_sizes=(10, 50),
+            finetune_epochs=6,
         )
     else:
         sizes = (10, 100, 1000) if args.no_full else (10, 100, 1000, 6000)

@@ -30,14 +30,34 @@ class BenchmarkConfig:
     test_size: int | None = 1000
     finetune_sizes: tuple = (10,)
     finetune_epochs: int = 6
+    # Seeds at which to fine-tune (None: all of seeds); fine-tuning is the
+    # slow part.
+    finetune_seeds: tuple | None = None
     methods: tuple = (
         "pixels_logreg",
         "hog_linear_svm",
         "pixels_rbf_svc",
         "linear_probe",
         "fine_tune",
+        "backbone_grid",
     )
     batch_size: int = 16
+    download: str = "auto"
+    # GridSearchCV over backbone x layer (linear probe pipelines sharing one
+    # feature cache) and the LogME ranking of the same candidates, on one
+    # labelled subset of grid_size per class (seed: the first of seeds).
+    # Backbones that are not registered are skipped (and said so).
+    grid_backbones: tuple = (
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    )
+    grid_layers: tuple = (None, "blocks.5")
+    grid_size: int = 50
+    grid_cv: int = 3
+    # Test images scoring each grid candidate (a stratified subset of the test
+    # set, fixed seed; None: all of it).
+    grid_test_size: int | None = None
     # Measured on Fashion-MNIST, 10 labels/class, 112 px, seed 0 (500 test
     # images): full fine-tuning at lr 3e-3 with the backbone at 0.3x reached
     # 0.724; staged (2 head epochs, lr 1e-2) 0.672; last 3 blocks 0.682.
@@ -55,54 +75,40 @@ METHOD_LABELS = {
     "pixels_rbf_svc": "raw pixels + RBF SVC",
     "linear_probe": "pretrained features + logistic regression (linear probe)",
     "fine_tune": "fine-tuned backbone (FineTunedClassifier)",
+    "backbone_grid": "GridSearchCV over backbone x layer, and the LogME ranking",
 }
 
 
-def load_benchmark_data(name, test_size, log=print):
+DATASETS = ("auto", "fashion_mnist", "fashion_mnist_sample", "digits")
+DOWNLOAD = ("auto", "yes", "no")
+
+
+def load_benchmark_data(name, test_size, log=print, download="auto"):
     """(train images, train labels, test images, test labels, class names, name).
 
-    ``test_size`` keeps a class-stratified subset of the test images (fixed
-    seed), None keeps them all.
+    ``name="auto"`` takes the full Fashion-MNIST when its files are found
+    (``load_fashion_mnist``'s lookup); else downloads it when ``download`` is
+    "yes", or "auto" and Zalando's server answers within 3 s; else the sample
+    shipped with sktransfer. ``test_size`` keeps a class-stratified subset of
+    the test images (fixed seed), None keeps them all.
     """
-    from .datasets import load_digits_images, load_fashion_mnist
-
-    if name in ("auto", "fashion_mnist"):
-        try:
-            train = load_fashion_mnist(subset="train")
-            test = load_fashion_mnist(subset="test")
-            name = "fashion_mnist"
-            log(
-                f"Data: Fashion-MNIST from {train.source} "
-                f"({len(train.target)} train / {len(test.target)} test images, 28x28)."
-            )
-            Xtr, ytr, Xte, yte = train.images, train.target, test.images, test.target
-            names = list(train.target_names)
-        except FileNotFoundError as exc:
-            if name == "fashion_mnist":
-                raise
-            log(
-                f"Fashion-MNIST is not available here ({str(exc).splitlines()[0]}); "
-                f"using scikit-learn's digits (8x8 images), the best real data set "
-                f"available offline. Install it with: apt-get install "
-                f"dataset-fashion-mnist"
-            )
-            name = "digits"
-    if name == "digits":
-        from sklearn.model_selection import train_test_split
-
-        d = load_digits_images()
-        Xtr, Xte, ytr, yte = train_test_split(
-            d.images, d.target, test_size=0.5, stratify=d.target, random_state=0
-        )
-        names = list(d.target_names)
-        log(
-            f"Data: scikit-learn digits, split in half: {len(ytr)} train / "
-            f"{len(yte)} test images, 8x8."
-        )
-    elif name != "fashion_mnist":
+    if name not in DATASETS:
         raise ValueError(
-            f"Unknown dataset {name!r}; use 'auto', 'fashion_mnist' or 'digits'."
+            f"Unknown dataset {name!r}; use one of {', '.join(map(repr, DATASETS))}."
         )
+    if download not in DOWNLOAD:
+        raise ValueError(
+            f"download must be one of {', '.join(map(repr, DOWNLOAD))}, got "
+            f"{download!r}."
+        )
+    if name in ("auto", "fashion_mnist"):
+        data = _full_fashion_mnist(name, download, log)
+        name = "fashion_mnist" if data is not None else "fashion_mnist_sample"
+    if name == "fashion_mnist_sample":
+        data = _fashion_mnist_sample(log)
+    if name == "digits":
+        data = _digits(log)
+    Xtr, ytr, Xte, yte, names = data
     if test_size is not None and test_size < len(yte):
         from .datasets import labels_per_class_split
 
@@ -111,6 +117,82 @@ def load_benchmark_data(name, test_size, log=print):
         Xte, yte = Xte[idx], yte[idx]
         log(f"Test set: {len(yte)} images ({per_class} per class, stratified).")
     return Xtr, ytr, Xte, yte, names, name
+
+
+def _full_fashion_mnist(name, download, log):
+    """The full data set, or None (auto only) after saying why not."""
+    from . import datasets
+
+    try:
+        train = datasets.load_fashion_mnist(subset="train")
+        test = datasets.load_fashion_mnist(subset="test")
+    except FileNotFoundError as exc:
+        folders = [str(datasets._default_data_home()), str(datasets._DEBIAN_DIR)]
+        why = f"no files in {' or '.join(folders)}"
+        if download == "no":
+            if name == "fashion_mnist":
+                raise
+            log(f"The full Fashion-MNIST is not installed here ({why}).")
+            return None
+        if download == "auto":
+            reachable, reason = datasets._download_reachable(timeout=3.0)
+            if not reachable:
+                if name == "fashion_mnist":
+                    raise FileNotFoundError(f"{exc}\n(no download: {reason})") from None
+                log(
+                    f"The full Fashion-MNIST is not installed here ({why}) and "
+                    f"cannot be downloaded ({reason})."
+                )
+                return None
+        log(
+            "Downloading the full Fashion-MNIST (4 files, 30 MB) into "
+            f"{datasets._default_data_home()} ..."
+        )
+        try:
+            train = datasets.load_fashion_mnist(subset="train", download=True)
+            test = datasets.load_fashion_mnist(subset="test", download=True)
+        except OSError as failure:
+            if name == "fashion_mnist":
+                raise
+            log(f"The download failed: {failure}")
+            return None
+    log(
+        f"Data: the full Fashion-MNIST from {train.source} "
+        f"({len(train.target)} train / {len(test.target)} test images, 28x28)."
+    )
+    return train.images, train.target, test.images, test.target, train.target_names
+
+
+def _fashion_mnist_sample(log):
+    from .datasets import load_fashion_mnist_sample
+
+    train = load_fashion_mnist_sample(subset="train")
+    test = load_fashion_mnist_sample(subset="test")
+    log(
+        f"Data: the Fashion-MNIST sample shipped with sktransfer "
+        f"({len(train.target)} train / {len(test.target)} test images, 28x28, "
+        f"{len(train.target) // 10} and {len(test.target) // 10} per class from the "
+        "official training and test sets; MIT licence, Zalando SE). For the full "
+        "data set: apt-get install dataset-fashion-mnist, or "
+        "`sktransfer demo --download yes` where the internet is reachable."
+    )
+    return train.images, train.target, test.images, test.target, train.target_names
+
+
+def _digits(log):
+    from sklearn.model_selection import train_test_split
+
+    from .datasets import load_digits_images
+
+    d = load_digits_images()
+    Xtr, Xte, ytr, yte = train_test_split(
+        d.images, d.target, test_size=0.5, stratify=d.target, random_state=0
+    )
+    log(
+        f"Data: scikit-learn digits, split in half: {len(ytr)} train / "
+        f"{len(yte)} test images, 8x8."
+    )
+    return Xtr, ytr, Xte, yte, list(d.target_names)
 
 
 def _hog(images):
@@ -192,11 +274,16 @@ def _preprocessing(config):
 
 def run_benchmark(config, log=print, progress=True):
     """Run the protocol; return a dict (config, environment, results)."""
+    from ._cache import FeatureCache
     from .datasets import labels_per_class_split
 
     Xtr_all, ytr_all, Xte, yte, class_names, dataset = load_benchmark_data(
-        config.dataset, config.test_size, log
+        config.dataset, config.test_size, log, download=config.download
     )
+    # One in-memory cache for every extractor of the run: the linear probe's
+    # features are the grid's (backbone, None) candidate, the grid's folds and
+    # refits share their rows, LogME reads the grid's features.
+    cache = FeatureCache()
     splits = {}
     smallest_class = int(np.bincount(ytr_all).min())
     for n in config.sizes:
@@ -241,16 +328,26 @@ def run_benchmark(config, log=print, progress=True):
             _splits_for("linear_probe", splits, smallest_class, full_methods)
         )
         _run_linear_probe(
-            config, Xtr_all, ytr_all, Xte, probe_splits, record, log, progress
+            config, Xtr_all, ytr_all, Xte, probe_splits, record, log, progress, cache
         )
     if "fine_tune" in config.methods:
         _run_fine_tune(config, Xtr_all, ytr_all, Xte, splits, record, log, progress)
+    grid = None
+    if "backbone_grid" in config.methods:
+        # One BLAS thread: LogME's SVDs and the heads' fits oversubscribe the
+        # cores after torch work (measured 10-20x slower with 2 threads on 2
+        # busy cores); torch's own threads are not affected.
+        with _blas_limited():
+            grid = _run_backbone_grid(
+                config, Xtr_all, ytr_all, Xte, yte, cache, log, progress
+            )
     return dict(
         config=asdict(config),
         dataset=dataset,
         class_names=class_names,
         environment=environment(),
         results=results,
+        grid=grid,
     )
 
 
@@ -263,7 +360,9 @@ def _splits_for(method, splits, smallest_class, full_methods):
     ]
 
 
-def _run_linear_probe(config, Xtr_all, ytr_all, Xte, splits, record, log, progress):
+def _run_linear_probe(
+    config, Xtr_all, ytr_all, Xte, splits, record, log, progress, cache=None
+):
     from ._extractor import PretrainedFeatureExtractor
 
     log(
@@ -276,6 +375,7 @@ def _run_linear_probe(config, Xtr_all, ytr_all, Xte, splits, record, log, progre
         preprocessing=_preprocessing(config),
         batch_size=config.batch_size,
         verbose=int(progress),
+        cache=cache,
     ).fit(Xte[:1])
     F_union, t_union = _timed(extractor.transform, Xtr_all[union])
     F_test, t_test = _timed(extractor.transform, Xte)
@@ -306,6 +406,8 @@ def _run_fine_tune(config, Xtr_all, ytr_all, Xte, splits, record, log, progress)
     for (n, seed), idx in splits.items():
         if n not in config.finetune_sizes:
             continue
+        if config.finetune_seeds is not None and seed not in config.finetune_seeds:
+            continue
         clf = FineTunedClassifier(
             config.backbone,
             max_epochs=config.finetune_epochs,
@@ -315,9 +417,163 @@ def _run_fine_tune(config, Xtr_all, ytr_all, Xte, splits, record, log, progress)
             verbose=0,
             **params,
         )
+        log(
+            f"  fine-tuning on {len(idx)} images (n/class={n}, seed={seed}), "
+            f"{config.finetune_epochs} epochs ..."
+        )
         _, fit_t = _timed(clf.fit, Xtr_all[idx], ytr_all[idx])
         pred, pred_t = _timed(clf.predict, Xte)
         record("fine_tune", n, seed, pred, fit_t, pred_t)
+
+
+def _grid_pipeline(config, cache):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ._extractor import PretrainedFeatureExtractor
+
+    return Pipeline(
+        [
+            (
+                "features",
+                PretrainedFeatureExtractor(
+                    config.grid_backbones[0],
+                    preprocessing=_preprocessing(config),
+                    batch_size=config.batch_size,
+                    cache=cache,
+                ),
+            ),
+            ("scale", StandardScaler()),
+            ("clf", LogisticRegression(C=0.1, max_iter=2000)),
+        ]
+    )
+
+
+def _run_backbone_grid(config, Xtr_all, ytr_all, Xte, yte, cache, log, progress):
+    """GridSearchCV over backbone x layer, each candidate's test accuracy, and
+    the LogME ranking of the same candidates (features from the shared cache)."""
+    from scipy.stats import kendalltau
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from ._transferability import rank_backbones
+    from .backbones import list_backbones
+    from .datasets import labels_per_class_split
+
+    registered = set(list_backbones())
+    backbones = [b for b in config.grid_backbones if b in registered]
+    skipped = [b for b in config.grid_backbones if b not in registered]
+    if not backbones:
+        raise ValueError(
+            f"None of the grid backbones {list(config.grid_backbones)} is "
+            "registered; see sktransfer.list_backbones()."
+        )
+    layers = list(config.grid_layers)
+    n = min(config.grid_size, int(np.bincount(ytr_all).min()))
+    seed = config.seeds[0]
+    idx, _ = labels_per_class_split(ytr_all, n, random_state=seed)
+    X, y = Xtr_all[idx], ytr_all[idx]
+    log(
+        f"{METHOD_LABELS['backbone_grid']}: backbones {backbones} x layers "
+        f"{layers}, {n} labels per class (seed {seed}), {config.grid_cv}-fold CV, "
+        f"scored on {min(config.grid_test_size or len(yte), len(yte))} test images"
+        + (f"; not registered, skipped: {skipped}" if skipped else "")
+    )
+    if config.grid_test_size is not None and config.grid_test_size < len(yte):
+        per_class = max(1, config.grid_test_size // len(np.unique(yte)))
+        keep, _ = labels_per_class_split(yte, per_class, random_state=54321)
+        Xte, yte = Xte[keep], yte[keep]
+    pipe = _grid_pipeline(config, cache)
+    search = GridSearchCV(
+        pipe,
+        {"features__backbone": backbones, "features__layer": layers},
+        cv=StratifiedKFold(config.grid_cv, shuffle=True, random_state=seed),
+        refit=True,
+        verbose=2 if progress else 0,  # one line per fit
+    )
+    start = time.perf_counter()
+    search.fit(X, y)
+    search_time = time.perf_counter() - start
+    cv = search.cv_results_
+    candidates = []
+    for i, params in enumerate(cv["params"]):
+        backbone, layer = params["features__backbone"], params["features__layer"]
+        start = time.perf_counter()
+        model = clone(pipe).set_params(**params).fit(X, y)
+        test_accuracy = float(model.score(Xte, yte))
+        candidates.append(
+            dict(
+                backbone=backbone,
+                layer=layer,
+                cv_accuracy_mean=float(cv["mean_test_score"][i]),
+                cv_accuracy_std=float(cv["std_test_score"][i]),
+                cv_rank=int(cv["rank_test_score"][i]),
+                test_accuracy=test_accuracy,
+                test_time=time.perf_counter() - start,
+            )
+        )
+        log(
+            f"  {backbone} layer={layer!s:<9} CV accuracy="
+            f"{candidates[-1]['cv_accuracy_mean']:.4f}  test accuracy="
+            f"{test_accuracy:.4f}"
+        )
+    start = time.perf_counter()
+    ranking = rank_backbones(
+        X,
+        y,
+        [(c["backbone"], c["layer"]) for c in candidates],
+        cache=cache,
+        preprocessing=_preprocessing(config),
+        batch_size=config.batch_size,
+    )
+    logme_time = time.perf_counter() - start
+    by_key = {
+        (b, layer): (score, rank, n_features)
+        for b, layer, score, rank, n_features in zip(
+            ranking["backbone"],
+            ranking["layer"],
+            ranking["logme"],
+            ranking["rank"],
+            ranking["n_features"],
+        )
+    }
+    for c in candidates:
+        c["logme"], c["logme_rank"], c["n_features"] = by_key[
+            (c["backbone"], c["layer"])
+        ]
+    candidates.sort(key=lambda c: c["logme_rank"])
+    for c in candidates:
+        log(
+            f"  LogME rank {c['logme_rank']}: {c['backbone']} layer="
+            f"{c['layer']!s:<9} LogME={c['logme']:.4f}  test accuracy="
+            f"{c['test_accuracy']:.4f}"
+        )
+    logme = [c["logme"] for c in candidates]
+    test = [c["test_accuracy"] for c in candidates]
+    tau = float(kendalltau(logme, test).statistic) if len(candidates) > 1 else None
+
+    def best(key):
+        c = max(candidates, key=lambda c: c[key])
+        return dict(backbone=c["backbone"], layer=c["layer"])
+
+    return dict(
+        labels_per_class=n,
+        seed=seed,
+        n_train=len(idx),
+        n_test=len(yte),
+        cv=config.grid_cv,
+        backbones=backbones,
+        skipped_backbones=skipped,
+        layers=layers,
+        candidates=candidates,
+        best_by_cv=best("cv_accuracy_mean"),
+        best_by_logme=best("logme"),
+        best_on_test=best("test_accuracy"),
+        kendall_tau_logme_test=tau,
+        search_time=search_time,
+        logme_time=logme_time,
+    )
 
 
 def environment():
@@ -421,8 +677,92 @@ def plot(summary, path, title):
     plt.close(fig)
 
 
+def _candidate_label(c):
+    return f"{c['backbone'].replace('efficientnet_', '')} / {c['layer'] or 'pooled'}"
+
+
+def grid_table(grid):
+    """Markdown: each backbone x layer candidate, LogME beside its accuracies."""
+    lines = [
+        "| backbone | layer | features | LogME | LogME rank | "
+        f"CV accuracy ({grid['cv']}-fold, {grid['n_train']} images) | CV rank | "
+        f"test accuracy ({grid['n_test']} images) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in grid["candidates"]:
+        lines.append(
+            f"| {c['backbone']} | {c['layer'] or 'None (pooled head input)'} | "
+            f"{c['n_features']} | {c['logme']:.4f} | {c['logme_rank']} | "
+            f"{c['cv_accuracy_mean']:.3f} ± {c['cv_accuracy_std']:.3f} | "
+            f"{c['cv_rank']} | {c['test_accuracy']:.3f} |"
+        )
+
+    def name(best):
+        return f"{best['backbone']} / {best['layer'] or 'None'}"
+
+    tau = grid["kendall_tau_logme_test"]
+    lines += [
+        "",
+        f"{grid['labels_per_class']} labels per class (seed {grid['seed']}). "
+        f"GridSearchCV picks {name(grid['best_by_cv'])}; LogME (no training, "
+        f"{grid['logme_time']:.1f} s on cached features) picks "
+        f"{name(grid['best_by_logme'])}; best on the test set: "
+        f"{name(grid['best_on_test'])}."
+        + (
+            f" Kendall's tau between LogME and test accuracy: {tau:.2f} "
+            f"({len(grid['candidates'])} candidates)."
+            if tau is not None
+            else ""
+        ),
+    ]
+    if grid["skipped_backbones"]:
+        lines.append(
+            f"Not registered in this installation, so not compared: "
+            f"{', '.join(grid['skipped_backbones'])}."
+        )
+    return "\n".join(lines)
+
+
+def plot_logme(grid, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cs = grid["candidates"]
+    x = [c["logme"] for c in cs]
+    ax.scatter(x, [c["test_accuracy"] for c in cs], label="test accuracy", zorder=3)
+    ax.errorbar(
+        x,
+        [c["cv_accuracy_mean"] for c in cs],
+        yerr=[c["cv_accuracy_std"] for c in cs],
+        fmt="o",
+        mfc="none",
+        capsize=3,
+        label=f"{grid['cv']}-fold CV accuracy (GridSearchCV)",
+    )
+    for c in cs:
+        ax.annotate(
+            _candidate_label(c),
+            (c["logme"], c["test_accuracy"]),
+            textcoords="offset points",
+            xytext=(5, 4),
+            fontsize=8,
+        )
+    ax.set_xlabel("LogME of the features (higher: predicted to transfer better)")
+    ax.set_ylabel("accuracy of the linear probe")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def write_report(report, folder, title):
-    """Write results.json, results.md and accuracy.png into ``folder``."""
+    """Write results.json, results.md, accuracy.png (and logme.png) into
+    ``folder``; return the Markdown tables."""
     from pathlib import Path
 
     folder = Path(folder)
@@ -431,6 +771,12 @@ def write_report(report, folder, title):
     report = dict(report, summary=summary)
     (folder / "results.json").write_text(json.dumps(report, indent=2, default=str))
     table = markdown_table(summary)
+    grid = report.get("grid")
+    if grid:
+        table += (
+            "\n\n## Which backbone? GridSearchCV over backbone x layer vs LogME\n\n"
+            + grid_table(grid)
+        )
     env = report["environment"]
     (folder / "results.md").write_text(
         f"# {title}\n\n{table}\n\nHardware: {env['cpu_count']} CPUs "
@@ -438,5 +784,12 @@ def write_report(report, folder, title):
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
         + "\n"
     )
-    plot(summary, folder / "accuracy.png", title)
+    if summary:
+        plot(summary, folder / "accuracy.png", title)
+    if grid:
+        plot_logme(
+            grid,
+            folder / "logme.png",
+            f"{title}\nLogME vs accuracy, {grid['labels_per_class']} labels per class",
+        )
     return table

@@ -11,7 +11,10 @@ import importlib.resources
 import io
 import numbers
 import os
+import socket
 import tempfile
+import threading
+import urllib.parse
 import urllib.request
 import zlib
 from pathlib import Path
@@ -220,6 +223,33 @@ def _fetch_file(name, folder):
     finally:
         if os.path.exists(partial):
             os.remove(partial)
+
+
+def _download_reachable(timeout=3.0):
+    """Whether Zalando's download server accepts a connection within ``timeout``.
+
+    The name lookup and the connection run in a daemon thread that is waited
+    for at most ``timeout`` seconds: ``getaddrinfo`` has no timeout of its own
+    and can block for tens of seconds where DNS is unreachable. Returns
+    ``(reachable, reason)``, ``reason`` saying why not (empty if reachable).
+    """
+    url = urllib.parse.urlsplit(next(iter(_URLS.values())))
+    host, port = url.hostname, url.port or 80
+    outcome = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append("")
+        except OSError as exc:
+            outcome.append(f"{host}:{port} unreachable ({exc})")
+
+    thread = threading.Thread(target=probe, name="sktransfer-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        return False, f"{host}:{port} did not answer within {timeout:g} s"
+    return outcome[0] == "", outcome[0]
 
 
 def _missing_data_message(subset, folders):

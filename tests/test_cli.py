@@ -15,11 +15,11 @@ pytest.importorskip("matplotlib")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _demo_args(out):
+def _demo_args(out, dataset="digits"):
     return [
         "demo",
         "--dataset",
-        "digits",
+        dataset,
         "--sizes",
         "3",
         "--seeds",
@@ -32,17 +32,24 @@ def _demo_args(out):
         "3",
         "--finetune-epochs",
         "1",
+        "--grid-backbones",
+        "efficientnet_lite0,not_registered_backbone",
+        "--grid-layers",
+        "None,blocks.5",
+        "--grid-size",
+        "3",
         "--output",
         str(out),
         "--quiet",
     ]
 
 
-def test_demo_writes_table_json_and_plot(tmp_path, capsys):
+def test_demo_writes_tables_json_and_plots(tmp_path, capsys):
     assert main(_demo_args(tmp_path)) == 0
     printed = capsys.readouterr().out
     assert "Data: scikit-learn digits" in printed
     assert "| labels/class | method |" in printed
+    assert "## Which backbone? GridSearchCV over backbone x layer vs LogME" in printed
     report = json.loads((tmp_path / "results.json").read_text())
     methods = {r["method"] for r in report["results"]}
     assert methods == {
@@ -56,27 +63,130 @@ def test_demo_writes_table_json_and_plot(tmp_path, capsys):
         assert r["n_train"] == 30 and r["n_test"] == 30
         assert 0.0 <= r["accuracy"] <= 1.0
     assert report["environment"]["versions"]["sktransfer"]
-    png = (tmp_path / "accuracy.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| 3 |" in (tmp_path / "results.md").read_text()
+    grid = report["grid"]
+    assert grid["backbones"] == ["efficientnet_lite0"]
+    assert grid["skipped_backbones"] == ["not_registered_backbone"]
+    assert grid["n_train"] == 30 and grid["n_test"] == 30
+    candidates = grid["candidates"]
+    assert {c["layer"] for c in candidates} == {None, "blocks.5"}
+    assert [c["logme_rank"] for c in candidates] == [1, 2]  # sorted by LogME
+    assert candidates[0]["logme"] >= candidates[1]["logme"]
+    assert sorted(c["cv_rank"] for c in candidates) in ([1, 2], [1, 1])
+    # Lite0's pooled head input has 1280 features, its blocks.5 192 channels.
+    assert {c["layer"]: c["n_features"] for c in candidates} == {
+        None: 1280,
+        "blocks.5": 192,
+    }
+    for c in candidates:
+        assert 0.0 <= c["test_accuracy"] <= 1.0 and 0.0 <= c["cv_accuracy_mean"] <= 1
+    best = max(candidates, key=lambda c: c["logme"])
+    assert grid["best_by_logme"] == {
+        "backbone": best["backbone"],
+        "layer": best["layer"],
+    }
+    for name in ("accuracy.png", "logme.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (tmp_path / "results.md").read_text()
+    assert "| 3 |" in md
+    assert "| efficientnet_lite0 | blocks.5 | 192 |" in md
+    assert "Not registered in this installation, so not compared: " in md
+    assert "Wrote results.json, results.md, accuracy.png, logme.png" in printed
 
 
-def test_demo_falls_back_to_digits_without_fashion_mnist(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def fresh_machine(tmp_path, monkeypatch):
+    """No Debian package, an empty data home, and no network."""
     from sktransfer import datasets
 
-    monkeypatch.setattr(datasets, "_DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(datasets, "_DEBIAN_DIR", tmp_path / "no-debian")
     monkeypatch.setenv("SKTRANSFER_DATA", str(tmp_path / "empty"))
-    args = _demo_args(tmp_path / "out")
-    args[args.index("--dataset") + 1] = "auto"
-    args += ["--methods", "pixels_logreg"]
+    probes = []
+
+    def unreachable(timeout=3.0):
+        probes.append(timeout)
+        return False, "test: no network"
+
+    monkeypatch.setattr(datasets, "_download_reachable", unreachable)
+    return probes
+
+
+def _classical_only(args):
+    return args + ["--methods", "pixels_logreg"]
+
+
+def test_demo_uses_the_shipped_sample_on_a_fresh_machine(
+    tmp_path, fresh_machine, capsys
+):
+    args = _classical_only(_demo_args(tmp_path / "out", dataset="auto"))
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "Fashion-MNIST is not available here" in out
+    assert "The full Fashion-MNIST is not installed here (no files in " in out
+    assert str(tmp_path / "no-debian") in out
+    assert "cannot be downloaded (test: no network)" in out
+    assert "Data: the Fashion-MNIST sample shipped with sktransfer (4000 train" in out
     assert "apt-get install dataset-fashion-mnist" in out
-    assert (
-        json.loads((tmp_path / "out" / "results.json").read_text())["dataset"]
-        == "digits"
+    assert fresh_machine == [3.0]  # the probe ran, with a short deadline
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["dataset"] == "fashion_mnist_sample"
+    assert report["grid"] is None
+    assert not (tmp_path / "out" / "logme.png").exists()
+    assert {r["n_test"] for r in report["results"]} == {30}
+
+
+def test_demo_download_no_does_not_probe(tmp_path, fresh_machine, capsys):
+    args = _classical_only(_demo_args(tmp_path / "out", dataset="auto"))
+    assert main(args + ["--download", "no"]) == 0
+    assert fresh_machine == []
+    assert "Data: the Fashion-MNIST sample shipped" in capsys.readouterr().out
+
+
+def test_demo_full_fashion_mnist_missing_is_an_error(tmp_path, fresh_machine):
+    args = _classical_only(_demo_args(tmp_path / "out", dataset="fashion_mnist"))
+    with pytest.raises(FileNotFoundError, match=r"(?s)not found.*no download: test"):
+        main(args)
+
+
+def test_demo_downloads_when_the_server_answers(tmp_path, fresh_machine, monkeypatch):
+    """auto + a reachable server: the full data set is downloaded (here from
+    file:// URLs, checksums of the fake files) and used."""
+    import gzip
+    import hashlib
+    import struct
+
+    import numpy as np
+
+    from sktransfer import datasets
+
+    served = tmp_path / "server"
+    served.mkdir()
+    rng = np.random.default_rng(0)
+    for subset in ("train", "test"):
+        images = rng.integers(0, 256, size=(40, 28, 28), dtype=np.uint8)
+        labels = np.arange(40, dtype=np.uint8) % 10
+        for array, name in zip((images, labels), datasets._SUBSET_FILES[subset]):
+            header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+            header += struct.pack(f">{array.ndim}I", *array.shape)
+            (served / name).write_bytes(gzip.compress(header + array.tobytes()))
+    for name in datasets._ALL_FILES:
+        monkeypatch.setitem(datasets._URLS, name, (served / name).as_uri())
+        digest = hashlib.sha256(gzip.decompress((served / name).read_bytes()))
+        monkeypatch.setitem(datasets._CHECKSUMS, name, digest.hexdigest())
+    monkeypatch.setattr(datasets, "_download_reachable", lambda timeout: (True, ""))
+    args = _classical_only(_demo_args(tmp_path / "out", dataset="auto"))
+    assert main(args) == 0
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["dataset"] == "fashion_mnist"
+    assert sorted(p.name for p in (tmp_path / "empty" / "fashion-mnist").iterdir()) == (
+        sorted(datasets._ALL_FILES)
     )
+
+
+def test_demo_smoke_option_runs_everything(tmp_path, capsys):
+    assert main(["demo", "--smoke", "--quiet", "--output", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["config"]["sizes"] == [5] and report["config"]["image_size"] == 32
+    assert len(report["grid"]["candidates"]) == 2
+    assert {r["method"] for r in report["results"]} >= {"linear_probe", "fine_tune"}
 
 
 def test_backbones_command_lists_names(capsys):

@@ -308,6 +308,56 @@ def test_checksum_table_covers_urls():
         assert url.startswith("http://fashion-mnist.s3-website")
 
 
+# -- can a download succeed? (the demo asks before trying) ------------------
+
+
+def _serve_at(monkeypatch, port):
+    url = f"http://127.0.0.1:{port}/t10k-images-idx3-ubyte.gz"
+    monkeypatch.setattr(datasets, "_URLS", {"t10k-images-idx3-ubyte.gz": url})
+
+
+def test_download_reachable_when_the_server_accepts(monkeypatch):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        _serve_at(monkeypatch, server.getsockname()[1])
+        assert datasets._download_reachable(timeout=10.0) == (True, "")
+
+
+def test_download_unreachable_when_the_port_is_closed(monkeypatch):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    _serve_at(monkeypatch, port)  # closed now: connection refused
+    reachable, reason = datasets._download_reachable(timeout=10.0)
+    assert not reachable
+    assert reason.startswith(f"127.0.0.1:{port} unreachable (")
+
+
+def test_download_probe_gives_up_at_its_deadline(monkeypatch):
+    """A lookup or connection that never returns (no DNS, dropped packets)
+    does not hang the caller: the probe answers at its deadline."""
+    import threading
+
+    release = threading.Event()
+
+    def blocked(address, timeout=None):
+        release.wait()  # set at teardown; without the deadline, a hang
+        raise OSError("released")
+
+    monkeypatch.setattr(datasets.socket, "create_connection", blocked)
+    try:
+        reachable, reason = datasets._download_reachable(timeout=0.2)
+    finally:
+        release.set()
+    assert not reachable
+    assert reason == (
+        "fashion-mnist.s3-website.eu-central-1.amazonaws.com:80 did not answer "
+        "within 0.2 s"
+    )
+
+
 # -- the real Debian files --------------------------------------------------
 
 
