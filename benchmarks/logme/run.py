@@ -297,7 +297,7 @@ def markdown(report):
         f"- Candidates: {', '.join(config['backbones'])} (ImageNet weights, "
         f"offline) x layers {', '.join(map(str, config['layers']))} (None: pooled "
         f"pre-logits), average-pooled; images resized to "
-        f"{config['image_size']} x {config['image_size']} px (ImageNet mean/std).",
+        f"{config['image_size']} x {config['image_size']} px (each backbone's own normalisation: mean = std = 0.5, bicubic).",
         f"- Subsets: {config['n_per_class']} training images per class (seed "
         f"{config['seed']}) and {config['test_per_class']} test images per class, "
         f"disjoint.",
