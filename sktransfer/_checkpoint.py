@@ -24,7 +24,7 @@ from skorch.callbacks import Callback
 from torch import nn
 
 from ._files import atomic_write
-from ._params import names
+from ._params import legacy_values, names
 from ._state import to_plain
 from .backbones._weights import file_identity, module_identity, state_dict_identity
 
@@ -158,11 +158,13 @@ def stopped_early(net):
     return es is not None and getattr(es, "misses_", 0) >= es.patience
 
 
-def read_checkpoint(checkpoint_dir, identity, owner):
+def read_checkpoint(checkpoint_dir, identity, owner, params=()):
     """The checkpoint in ``checkpoint_dir`` if it belongs to this run, else None.
 
     A checkpoint of another configuration, or one that cannot be read, is
-    ignored with a warning (it is overwritten by the new run).
+    ignored with a warning (it is overwritten by the new run). ``params``
+    (the estimator's parameter table) gives the legacy values of parameters
+    an older checkpoint does not name.
     """
     import warnings
 
@@ -186,7 +188,7 @@ def read_checkpoint(checkpoint_dir, identity, owner):
             stacklevel=4,
         )
         return None
-    differences = _differences(saved, identity)
+    differences = _differences(saved, identity, params)
     if differences:
         warnings.warn(
             f"{owner}: the checkpoint {str(path)!r} belongs to another "
@@ -227,9 +229,12 @@ def run_identity(params, data, y, classes=None, exclude=()):
     return {"config": config, "data": h.hexdigest()}
 
 
-def _differences(saved, identity):
+def _differences(saved, identity, params=()):
     parts = []
     old, new = saved.get("config", {}), identity["config"]
+    # A checkpoint written before a parameter existed ran with its legacy value.
+    legacy = legacy_values(params, old)
+    old = {**{k: _canonical(v) for k, v in legacy.items() if k in new}, **old}
     changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if changed:
         parts.append("other parameters: " + ", ".join(changed))
@@ -308,7 +313,10 @@ def training_state(estimator, data, y_train, has_valid):
         exclude=names(estimator._params, affects_training=False),
     )
     resume = read_checkpoint(
-        estimator.checkpoint_dir, identity, type(estimator).__name__
+        estimator.checkpoint_dir,
+        identity,
+        type(estimator).__name__,
+        estimator._params,
     )
     return TrainingState(
         monitor,

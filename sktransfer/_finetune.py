@@ -24,6 +24,7 @@ from torch import nn
 from ._augment import make_augmentation
 from ._base import PretrainedEstimator, training_seed
 from ._checkpoint import after_interruption, training_state
+from ._device import wants_channels_last
 from ._features import FeatureModel
 from ._input_spec import (
     preprocessing_from_dict,
@@ -36,6 +37,7 @@ from ._params import (
     REGRESSOR_PARAMS,
     params_doc,
 )
+from ._probe_head import probe_classifier, probe_regressor, set_head
 from ._state import to_plain
 from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._training import (
@@ -66,9 +68,11 @@ class _FineTunedBase(PretrainedEstimator):
         seed = training_seed(self.random_state)
         with seeded_training(seed, self.device_):
             module = self._build_module(loaded, data, n_outputs)
-            train_ds, valid_ds, precompute = self._datasets(
+            train_ds, valid_ds, precompute, train_idx = self._datasets(
                 module, data, y_train, seed, augmentation
             )
+            if self._probe_head_init(module):
+                self._init_head_from_probe(module, data, y_train, train_idx)
             state = training_state(self, data, y_train, valid_ds is not None)
             criterion = self._criterion(y_train)
             net = make_net(self, module, criterion, len(train_ds), valid_ds, state)
@@ -90,7 +94,28 @@ class _FineTunedBase(PretrainedEstimator):
         """The backbone body (head dropped) and a new linear head."""
         body = FeatureModel(loaded.model, loaded.head, None, "avg").to(self.device_)
         head = nn.Linear(self._n_features(body, data), n_outputs)
-        return TransferNet(body, head, split_blocks(body)).to(self.device_)
+        return _transfer_net(body, head, self.device_, self._freezes_bn(body))
+
+    def _freezes_bn(self, body):
+        if self.freeze_bn == "auto":
+            return self.weights is not None and _has_trained_bn(body)
+        return bool(self.freeze_bn)
+
+    def _probe_head_init(self, module):
+        if self.head_init == "auto":
+            return module.freeze_bn or not _has_batchnorm(module.body)
+        return self.head_init == "probe"
+
+    def _init_head_from_probe(self, module, data, y, train_idx):
+        """LP-FT's first stage: the head becomes the linear probe fitted on
+        the frozen body's features of the training images (no augmentation)."""
+        feats, _ = self._infer(
+            module.body,
+            subset(data, train_idx),
+            channels_last=module.channels_last,
+        )
+        weight, bias = self._probe_head(feats, y[train_idx])
+        set_head(module.head, weight, bias)
 
     def _train(self, net, module, train_ds, state, precompute):
         """Run the training (or resume it); returns the seconds it took."""
@@ -167,8 +192,8 @@ class _FineTunedBase(PretrainedEstimator):
 
     def _datasets(self, module, data, y, seed, augmentation):
         """Training and validation data sets (None without early stopping),
-        and whether the training set holds precomputed backbone features
-        (linear probe without augmentation)."""
+        whether the training set holds precomputed backbone features (linear
+        probe without augmentation), and the training rows of ``data``."""
         train_idx, valid_idx = self._split(y, seed)
         precompute = self.freeze == "backbone" and augmentation is None
         y_t = torch.as_tensor(y)
@@ -184,7 +209,7 @@ class _FineTunedBase(PretrainedEstimator):
             else:
                 aug = augmentation if k == 0 else None
                 out.append(ImageDataset(part, y_t[idx], self.preprocessing_, aug))
-        return out[0], (out[1] if len(out) > 1 else None), precompute
+        return out[0], (out[1] if len(out) > 1 else None), precompute, train_idx
 
     def _decision(self, X):
         check_is_fitted(self, "net_")
@@ -221,7 +246,7 @@ class _FineTunedBase(PretrainedEstimator):
         )
         restore_input_attributes(self, fitted)
         self._restore_target(fitted)
-        module = _saved_module(loaded, tensors, self._name)
+        module = _saved_module(loaded, tensors, self._name, device)
         criterion = self._saved_criterion(tensors.get("criterion.weight"))
         self.net_ = restored_net(self, module.eval(), criterion, fitted["history_"])
         self._set_history()
@@ -233,9 +258,12 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     __doc__ = f"""Fine-tune a pretrained backbone as a scikit-learn classifier.
 
     Labels of any type (strings, unsorted ints) are encoded internally;
-    ``predict_proba`` follows ``classes_``. Training uses AdamW, a one-cycle
-    schedule and cross-entropy (with optional label smoothing and class
-    weights). The skorch net is created in :meth:`fit` as ``net_``.
+    ``predict_proba`` follows ``classes_``. The default recipe is LP-FT: the
+    new head starts at the linear probe's solution on the frozen features,
+    then the whole network trains with AdamW, a warmup-cosine schedule,
+    BatchNorm statistics kept fixed and cross-entropy (with optional label
+    smoothing and class weights), at least 150 optimizer steps. The skorch
+    net is created in :meth:`fit` as ``net_``.
 
     Parameters
     ----------
@@ -285,17 +313,19 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         backbone="resnet18",
         *,
         weights="DEFAULT",
-        freeze="staged",
+        freeze="none",
         freeze_epochs=1,
-        lr=1e-3,
-        backbone_lr_ratio=0.1,
+        head_init="auto",
+        freeze_bn="auto",
+        lr=3e-4,
+        backbone_lr_ratio=1.0,
         layer_decay=None,
         weight_decay=0.01,
-        schedule="onecycle",
+        schedule="cosine",
         warmup=0.1,
-        max_epochs=10,
+        max_epochs="auto",
         batch_size=32,
-        augment="default",
+        augment="light",
         train_transform=None,
         early_stopping=False,
         validation_fraction=0.1,
@@ -337,6 +367,11 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     def _stratify(self, y):
         counts = np.bincount(y)
         return y if counts.min() >= 2 else None
+
+    def _probe_head(self, features, y):
+        weights = self._class_weights(y)
+        weights = None if weights is None else weights.cpu().numpy()
+        return probe_classifier(features, y, len(self.classes_), weights)
 
     def _criterion(self, y):
         return self._saved_criterion(self._class_weights(y))
@@ -400,7 +435,9 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     __doc__ = f"""Fine-tune a pretrained backbone as a scikit-learn regressor.
 
     Targets may be 1-D or 2-D; with ``target_scaling`` they are standardised
-    for training and predictions are mapped back. Trained with MSE.
+    for training and predictions are mapped back. Trained with MSE, by the
+    classifier's recipe (LP-FT): the head starts at the ridge regression
+    (RidgeCV) fitted on the frozen features.
 
     Parameters
     ----------
@@ -432,17 +469,19 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         backbone="resnet18",
         *,
         weights="DEFAULT",
-        freeze="staged",
+        freeze="none",
         freeze_epochs=1,
-        lr=1e-3,
-        backbone_lr_ratio=0.1,
+        head_init="auto",
+        freeze_bn="auto",
+        lr=3e-4,
+        backbone_lr_ratio=1.0,
         layer_decay=None,
         weight_decay=0.01,
-        schedule="onecycle",
+        schedule="cosine",
         warmup=0.1,
-        max_epochs=10,
+        max_epochs="auto",
         batch_size=32,
-        augment="default",
+        augment="light",
         train_transform=None,
         early_stopping=False,
         validation_fraction=0.1,
@@ -488,6 +527,9 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         if self._y_scaler is not None:
             y2 = self._y_scaler.transform(y2)
         return y2.astype(np.float32), y2.shape[1]
+
+    def _probe_head(self, features, y):
+        return probe_regressor(features, y)
 
     def _criterion(self, y):
         return nn.MSELoss()
@@ -546,7 +588,38 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return tags
 
 
-def _saved_module(loaded, tensors, owner):
+def _has_batchnorm(body):
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in body.modules())
+
+
+def _has_trained_bn(body):
+    """Whether some BatchNorm layer of ``body`` has running statistics that
+    differ from their initial values (mean 0, variance 1): pretrained ones."""
+    for m in body.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            mean, var = m.running_mean, m.running_var
+            if mean is not None and (mean.abs().max() > 0 or (var - 1).abs().max() > 0):
+                return True
+    return False
+
+
+def _transfer_net(body, head, device, freeze_bn):
+    """The TransferNet of ``body`` and ``head`` on ``device``, channels-last
+    where that makes its convolutions faster."""
+    channels_last = wants_channels_last(body, device)
+    module = TransferNet(
+        body,
+        head,
+        split_blocks(body),
+        freeze_bn=freeze_bn,
+        channels_last=channels_last,
+    )
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    return module.to(device)
+
+
+def _saved_module(loaded, tensors, owner, device):
     """The TransferNet of the saved ``tensors`` ("module.*"), on the CPU."""
     saved = {
         k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")
@@ -568,6 +641,9 @@ def _saved_module(loaded, tensors, owner):
     module = TransferNet(
         body, nn.Linear(weight.shape[1], weight.shape[0]), split_blocks(body)
     )
+    module.channels_last = wants_channels_last(body, device)
+    if module.channels_last:
+        module.to(memory_format=torch.channels_last)
     load_state_dict_checked(
         module, saved, backbone_name=loaded.name, what="The saved weights"
     )

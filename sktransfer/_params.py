@@ -184,6 +184,7 @@ FOLDER = InstanceOf(
     (str, os.PathLike), "None or a folder path (str or pathlib.Path)", none=True
 )
 FREEZES = ("staged", "backbone", "none")
+HEAD_INITS = ("auto", "probe", "random")
 SCHEDULES = ("onecycle", "cosine", "constant")
 FREEZE = AnyOf(
     (Options(FREEZES), Interval(int, 0)),
@@ -205,6 +206,9 @@ class Param:
     (``sktransfer.save`` suggests saving a copy without it).
     ``affects_training``: whether it changes what training computes (when
     not, a checkpoint of a run with another value still resumes).
+    ``legacy``: for a parameter added after 0.1.0, the value that does what
+    sktransfer did before it existed; a pickle, save folder or checkpoint
+    written without it reads as that value (not as the new default).
     """
 
     name: str
@@ -215,6 +219,7 @@ class Param:
     fit_only: bool = False
     affects_training: bool = True
     default_doc: str | None = None  # how the docs write the default
+    legacy: object = None
 
 
 EXTRACTOR_PARAMS = (
@@ -407,15 +412,17 @@ FINETUNE_PARAMS = (
     ),
     Param(
         "freeze",
-        "staged",
+        "none",
         FREEZE,
-        '{"staged", "backbone", "none"} or int',
+        '{"none", "staged", "backbone"} or int',
         """
-        ``"staged"``: train the head alone for ``freeze_epochs`` epochs, then
-        everything (fastai's ``fine_tune``). ``"backbone"``: linear probe, the
-        backbone is frozen with its BatchNorm statistics (its features are
-        computed once per fit when ``augment="off"``). ``"none"``: full
-        fine-tuning. An int ``k``: the last ``k`` backbone blocks are trained.
+        ``"none"``: full fine-tuning (after the head starts at the linear
+        probe, see ``head_init``). ``"staged"``: train the head alone for
+        ``freeze_epochs`` epochs, then everything (fastai's ``fine_tune``).
+        ``"backbone"``: linear probe, the backbone is frozen with its
+        BatchNorm statistics (its features are computed once per fit when
+        ``augment="off"``). An int ``k``: the last ``k`` backbone blocks are
+        trained.
         """,
     ),
     Param(
@@ -428,18 +435,52 @@ FINETUNE_PARAMS = (
         """,
     ),
     Param(
+        "head_init",
+        "auto",
+        Options(HEAD_INITS),
+        '{"auto", "probe", "random"}',
+        """
+        ``"probe"`` (LP-FT, Kumar et al., ICLR 2022): before training, the
+        new head is fitted to convergence on the frozen backbone's features
+        of the training images, by the linear probe StandardScaler +
+        LogisticRegression (classifier, with ``class_weight``) or + RidgeCV
+        (regressor), so that fine-tuning starts from the probe's solution.
+        ``"random"``: torch's default initialisation. ``"auto"``: ``"probe"``
+        unless BatchNorm statistics are updated while training (see
+        ``freeze_bn``: the probe would be fitted to features the training
+        batches do not produce), then ``"random"``.
+        """,
+        legacy="random",
+    ),
+    Param(
+        "freeze_bn",
+        "auto",
+        AnyOf((Options(("auto",)), BOOLEAN), 'True, False or "auto"'),
+        '"auto" or bool',
+        """
+        Keep every BatchNorm layer's running statistics fixed while training
+        (its scale and shift still train). ``"auto"``: True when the
+        backbone's BatchNorm statistics are pretrained (differ from their
+        initial mean 0, variance 1), False with ``weights=None`` or an
+        untrained module. Small batches of a new domain
+        give poor batch statistics: updating them collapsed the accuracy of
+        fine-tuning at 10 labels per class (see ``benchmarks/finetune_recipe``).
+        """,
+        legacy=False,
+    ),
+    Param(
         "lr",
-        1e-3,
+        3e-4,
         Interval(float, 0, np.inf, closed="right"),
         "float",
         """
         Learning rate of the head (peak learning rate of the schedule).
         """,
-        default_doc="1e-3",
+        default_doc="3e-4",
     ),
     Param(
         "backbone_lr_ratio",
-        0.1,
+        1.0,
         Interval(float, 0, np.inf),
         "float",
         """
@@ -468,9 +509,9 @@ FINETUNE_PARAMS = (
     ),
     Param(
         "schedule",
-        "onecycle",
+        "cosine",
         Options(SCHEDULES),
-        '{"onecycle", "cosine", "constant"}',
+        '{"cosine", "onecycle", "constant"}',
         """
         Learning-rate schedule, stepped every batch; ``"cosine"`` warms up
         linearly first.
@@ -487,10 +528,13 @@ FINETUNE_PARAMS = (
     ),
     Param(
         "max_epochs",
-        10,
-        Interval(int, 1),
-        "int",
-        "",
+        "auto",
+        AnyOf((Options(("auto",)), Interval(int, 1)), 'an int >= 1 or "auto"'),
+        '"auto" or int',
+        """
+        Epochs of training. ``"auto"``: 5 epochs, or more when 5 epochs make
+        fewer than 150 optimizer steps (small data sets train for 150 steps).
+        """,
     ),
     Param(
         "batch_size",
@@ -501,13 +545,14 @@ FINETUNE_PARAMS = (
     ),
     Param(
         "augment",
-        "default",
+        "light",
         Options(AUGMENTS),
-        '{"default", "light", "off"}',
+        '{"light", "default", "off"}',
         """
-        Training-only augmentation: ``"light"`` flips horizontally,
+        Training-only augmentation: ``"light"`` flips horizontally;
         ``"default"`` also takes random resized crops (70-100% of the area)
-        and jitters brightness and contrast. Never applied when predicting.
+        and jitters brightness and contrast (it lost to ``"light"`` at every
+        seed in ``benchmarks/finetune_recipe``). Never applied when predicting.
         """,
     ),
     Param(
@@ -702,6 +747,16 @@ def names(params, **where):
     return tuple(
         p.name for p in params if all(getattr(p, k) == v for k, v in where.items())
     )
+
+
+def legacy_values(params, present):
+    """``{name: legacy value}`` of the parameters of ``params`` that were
+    added after 0.1.0 and are missing from ``present`` (names)."""
+    return {
+        p.name: p.legacy
+        for p in params
+        if p.legacy is not None and p.name not in present
+    }
 
 
 def _default_doc(value):

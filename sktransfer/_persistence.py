@@ -34,7 +34,7 @@ from ._device import resolve_device
 from ._extractor import PretrainedFeatureExtractor
 from ._files import atomic_write
 from ._finetune import FineTunedClassifier, FineTunedRegressor
-from ._params import names
+from ._params import legacy_values, names
 from ._state import (
     FORMAT_VERSION,
     MIN_FORMAT_VERSION,
@@ -165,7 +165,8 @@ def load(path, *, device=None):
             f"({type(exc).__name__}: {exc}); the folder was not written by "
             f"sktransfer.save or is damaged."
         ) from exc
-    estimator = cls(**params)
+    # Parameters added since the folder was written: what they did then.
+    estimator = cls(**{**legacy_values(cls._params, params), **params})
     if device is None:
         resolved = saved_device(estimator.device, name)
     else:

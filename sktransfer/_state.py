@@ -20,6 +20,7 @@ from torch.nn.parameter import is_lazy
 import sktransfer
 
 from ._device import resolve_device
+from ._params import legacy_values
 from .backbones._registry import get_backbone_spec
 
 FORMAT_VERSION = 1
@@ -50,6 +51,8 @@ class PlainPickleMixin:
     def __setstate__(self, state):
         state = dict(state)
         fitted = state.pop(FITTED_STATE, None)
+        # Parameters added since the pickle was written: what it did then.
+        state = {**legacy_values(self._params, state), **state}
         super().__setstate__(state)
         if fitted is not None:
             restore_plain_state(self, fitted)

@@ -30,19 +30,28 @@ class TransferNet(nn.Module):
     parameters get no gradient and they stay in eval mode (BatchNorm keeps its
     running statistics, dropout is off) even while the net trains. With
     ``precomputed=True`` the input is already ``body(x)`` (used by the linear
-    probe, which computes the frozen body once per fit).
+    probe, which computes the frozen body once per fit). With
+    ``freeze_bn=True`` every BatchNorm layer keeps its running statistics
+    (eval mode) while its affine parameters train. With
+    ``channels_last=True`` image batches are made channels-last, the memory
+    format the convolutions of the body (converted by the caller) run
+    fastest in on CPUs.
     """
 
-    def __init__(self, body, head, blocks):
+    def __init__(self, body, head, blocks, *, freeze_bn=False, channels_last=False):
         super().__init__()
         self.body = body
         self.head = head
         self.blocks = blocks  # list of (name, [param names]) input -> output
         self.frozen = set()
         self.precomputed = False
+        self.freeze_bn = freeze_bn
+        self.channels_last = channels_last
 
     def forward(self, x):
         if not self.precomputed:
+            if self.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             x = self.body(x)
         return self.head(x)
 
@@ -62,6 +71,10 @@ class TransferNet(nn.Module):
                 self.body.get_submodule(name).eval()
             if self.frozen and len(self.frozen) == len(self.blocks):
                 self.body.eval()  # linear probe: the whole body is inference-only
+            if self.freeze_bn:
+                for module in self.body.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
         return self
 
     def _frozen_modules(self):
@@ -109,6 +122,21 @@ def split_blocks(body):
         else:
             blocks = [("", loose)]
     return blocks
+
+
+# Training length when max_epochs="auto": this many epochs, and at least
+# MIN_STEPS optimizer steps (10 images per class of 10 classes make 4 batches
+# an epoch: counted in epochs, the head would see only 20 updates).
+AUTO_EPOCHS = 5
+MIN_STEPS = 150
+
+
+def training_epochs(max_epochs, n_train, batch_size):
+    """The number of epochs a fit runs (``max_epochs`` unless "auto")."""
+    if max_epochs != "auto":
+        return int(max_epochs)
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return max(AUTO_EPOCHS, math.ceil(MIN_STEPS / steps_per_epoch))
 
 
 def frozen_blocks(blocks, freeze, epoch, freeze_epochs):
@@ -238,7 +266,8 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
     from skorch.helper import predefined_split
 
     est = estimator
-    steps = est.max_epochs * int(np.ceil(n_train / est.batch_size))
+    epochs = training_epochs(est.max_epochs, n_train, est.batch_size)
+    steps = epochs * int(np.ceil(n_train / est.batch_size))
     callbacks = [
         ("freeze", FreezeSchedule(est.freeze, est.freeze_epochs)),
         ("record_lr", RecordLR()),
@@ -269,7 +298,7 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
         optimizer__param_groups=param_groups(
             module, est.lr, est.backbone_lr_ratio, est.layer_decay
         ),
-        max_epochs=est.max_epochs,
+        max_epochs=epochs,
         batch_size=est.batch_size,
         device=str(est.device_),
         train_split=predefined_split(valid_ds) if valid_ds is not None else None,

@@ -11,6 +11,10 @@ def _ints(text):
     return tuple(int(t) for t in text.split(",") if t)
 
 
+def _epochs(text):
+    return text if text == "auto" else int(text)
+
+
 def _names(text):
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
@@ -96,7 +100,11 @@ def _parser():
         "took 257 s on 2 busy cores)",
     )
     demo.add_argument(
-        "--finetune-epochs", type=int, default=6, help="fine-tuning epochs (default 6)"
+        "--finetune-epochs",
+        type=_epochs,
+        default="auto",
+        help="fine-tuning epochs (default: auto, FineTunedClassifier's own: "
+        "5 epochs and at least 150 optimizer steps)",
     )
     demo.add_argument(
         "--finetune-seeds",

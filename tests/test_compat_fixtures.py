@@ -116,6 +116,7 @@ def test_saved_folder_loads(set_name, name):
     assert type(est) is CLASSES[spec["class"]]
     params = est.get_params(deep=False)
     assert {k: params[k] for k in spec["params"]} == spec["params"]
+    _assert_legacy_parameters(set_name, est)
     assert_same_outputs(est, set_name, name, spec["methods"])
 
 
@@ -139,8 +140,16 @@ def test_pickle_loads(set_name, name, variant):
     else:
         kept = spec["params"]
     assert {k: params[k] for k in kept} == kept
+    _assert_legacy_parameters(set_name, est)
     label = name if variant == "pickle" else f"{name}-module"
     assert_same_outputs(est, set_name, label, spec["methods"])
+
+
+def _assert_legacy_parameters(set_name, est):
+    """Parameters added after the set was written read as what sktransfer
+    did then, not as today's defaults."""
+    if set_name == "v1" and hasattr(est, "head_init"):
+        assert est.head_init == "random" and est.freeze_bn is False
 
 
 @pytest.mark.parametrize("set_name", SETS)
@@ -151,10 +160,24 @@ def test_pickled_feature_cache_loads(set_name):
     assert cache.location is None and cache.max_entries == spec["pickle_max_entries"]
 
 
+# The fine-tuning defaults of sktransfer 0.1.0, which wrote set v1 (0.2.0
+# changed them to LP-FT): resuming a 0.1.0 run means asking for its recipe.
+RECIPE_OF = {
+    "v1": dict(
+        freeze="staged",
+        backbone_lr_ratio=0.1,
+        schedule="onecycle",
+        head_init="random",
+        freeze_bn=False,
+    )
+}
+
+
 def _checkpoint_run(set_name, folder):
     """Fit the checkpointed run again: same parameters, same data."""
     spec = manifest(set_name)["checkpoint"]
-    clf = CLASSES[spec["class"]](**spec["params"], checkpoint_dir=folder)
+    params = {**RECIPE_OF.get(set_name, {}), **spec["params"]}
+    clf = CLASSES[spec["class"]](**params, checkpoint_dir=folder)
     with warnings.catch_warnings():
         # A checkpoint that is not recognised is ignored with a warning.
         warnings.simplefilter("error")
