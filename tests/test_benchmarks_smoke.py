@@ -1,4 +1,4 @@
-"""The speed benchmark script runs (no timing is checked: see benchmarks/speed)."""
+"""The benchmark scripts run (no timing or accuracy is checked: see benchmarks/)."""
 
 import json
 import os
@@ -61,3 +61,22 @@ def test_logme_benchmark_smoke_writes_json_and_markdown(tmp_path):
     assert [row["logme_rank"] for row in digits["rows"]] == [1, 2]
     assert set(digits["agreement"]) == {"cv_accuracy", "test_accuracy", "cv_vs_test"}
     assert (tmp_path / "results.md").read_text().startswith("# LogME vs linear probe")
+
+
+def test_finetune_recipe_benchmark_smoke_writes_json_and_markdown(tmp_path):
+    script = ROOT / "benchmarks" / "finetune_recipe" / "run.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
+    report = json.loads((tmp_path / "results.json").read_text())
+    (row,) = report["rows"]
+    assert row["dataset"] == "digits" and row["n_per_class"] == 3
+    for key in ("probe_c1", "probe_cv", "finetune"):
+        assert 0 <= row[key] <= 1
+    table = (tmp_path / "results.md").read_text()
+    assert table.startswith("# FineTunedClassifier defaults vs the linear probe")
