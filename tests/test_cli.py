@@ -1,6 +1,7 @@
 """`sktransfer demo` and the benchmark script, end to end on tiny settings."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,10 +141,12 @@ def test_demo_download_no_does_not_probe(tmp_path, fresh_machine, capsys):
     assert "Data: the Fashion-MNIST sample shipped" in capsys.readouterr().out
 
 
-def test_demo_full_fashion_mnist_missing_is_an_error(tmp_path, fresh_machine):
+def test_demo_full_fashion_mnist_missing_is_an_error(tmp_path, fresh_machine, capsys):
     args = _classical_only(_demo_args(tmp_path / "out", dataset="fashion_mnist"))
-    with pytest.raises(FileNotFoundError, match=r"(?s)not found.*no download: test"):
-        main(args)
+    assert main(args) == 1  # the message (with what to do), no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("sktransfer demo: error: ") and "Traceback" not in err
+    assert re.search(r"(?s)not found.*no download: test", err)
 
 
 def test_demo_downloads_when_the_server_answers(tmp_path, fresh_machine, monkeypatch):
@@ -205,3 +208,49 @@ def test_benchmark_script_smoke(tmp_path):
     )
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["dataset"] == "digits" and report["results"]
+
+
+def test_version_and_python_dash_m():
+    import sktransfer
+
+    out = subprocess.run(
+        [sys.executable, "-m", "sktransfer", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert out.strip() == f"sktransfer {sktransfer.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backbone", "nope"], "argument --backbone: Unknown backbone 'nope'."),
+        (["--image-size", "-5"], "argument --image-size: -5 is not >= 0"),
+        (["--methods", "bogus"], "argument --methods: unknown method(s) ['bogus']"),
+        (["--sizes", "0"], "argument --sizes: 0 is not >= 1"),
+        (["--seeds", "x"], "argument --seeds: 'x' is not an integer"),
+        (["--grid-size", "0"], "argument --grid-size: 0 is not >= 1"),
+        (["--finetune-epochs", "0"], "argument --finetune-epochs: 0 is not >= 1"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("sktransfer demo: error: ") and message in err
+
+
+def test_errors_while_running_exit_1_with_one_line(tmp_path, capsys, monkeypatch):
+    import sktransfer._benchmark as benchmark
+
+    def unavailable(*args, **kwargs):
+        raise OSError("Cannot download the weights (offline)")
+
+    monkeypatch.setattr(benchmark, "run_benchmark", unavailable)
+    assert main(_demo_args(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err == "sktransfer demo: error: Cannot download the weights (offline)\n"
