@@ -39,6 +39,16 @@ def markdown(results):
         f"Total: {results['total_seconds']:.0f} s.",
         "",
     ]
+    if "rerun" in results:
+        r = results["rerun"]
+        lines += [
+            f"Sections {', '.join(r['sections'])} were rerun later with "
+            f"`--only` (sktransfer {r['environment']['versions']['sktransfer']}, "
+            f"load average {r['environment']['load_average_at_start'][0]:.1f} at "
+            "start); the others are from the run above.",
+            "",
+        ]
+    lines += []
     if "throughput" in results:
         t = results["throughput"]
         lines += [
@@ -101,22 +111,24 @@ def markdown(results):
         ]
     if "finetune_epoch" in results:
         f = results["finetune_epoch"]
-        e = f["epoch_seconds"]
+        rate, ratio = f["images_per_second"], f["ratio_to_best"]
         lines += [
-            "## 4. A fine-tuning epoch vs a hand-written loop",
+            "## 4. Fine-tuning: training images/s vs hand-written loops",
             "",
-            f"EfficientNet-Lite0, full fine-tuning, {f['data']}; the loop uses "
-            f"the same modules, optimizer and preprocessed tensors (computed "
-            f"once, outside the timing). Steady-state epochs (the first one "
-            f"excluded).",
+            f"EfficientNet-Lite0, full fine-tuning, {f['data']}. The loops use "
+            "the same modules and preprocessed tensors (computed once, outside "
+            "the timing). Steady-state epochs (the first one excluded). Ratio = "
+            "images/s / the fastest hand-written loop's, within a repetition.",
             "",
-            "| | seconds per epoch |",
-            "|---|---|",
-            f"| FineTunedClassifier | {_seconds(e['FineTunedClassifier'])} |",
-            f"| hand-written loop | {_seconds(e['hand-written loop'])} |",
-            f"| **ratio** | {_ratio(f['ratio'])} |",
-            "",
+            "| | training images/s | ratio to the fastest loop |",
+            "|---|---|---|",
         ]
+        for key, name in f["names"].items():
+            cell = _ratio(ratio[key]) if key in ratio else "**1.00**"
+            lines.append(
+                f"| {name} | {_seconds(rate[key]).replace(' s', '')} | {cell} |"
+            )
+        lines.append("")
     if "memory" in results and "rows" in results["memory"]:
         m = results["memory"]
         lines += [
