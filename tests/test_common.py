@@ -5,6 +5,8 @@ first layer is lazy and adapts to any number of features), so the checks run
 the real estimators end to end on the data scikit-learn generates.
 """
 
+import numpy as np
+from sklearn.base import is_regressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktransfer import (
@@ -12,7 +14,7 @@ from sktransfer import (
     FineTunedRegressor,
     PretrainedFeatureExtractor,
 )
-from sktransfer._testing import TinyMLP
+from sktransfer._testing import TinyMLP, assert_allclose_float32
 
 # Fine-tuning on the checks' small tabular data sets: full training at a high
 # learning rate, enough epochs for check_classifiers_train and friends.
@@ -52,8 +54,38 @@ def _expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS
 
 
+# Checks whose fixed tolerance is tighter than float32 rounding. scikit-learn's
+# check_methods_subset_invariance asks for atol = rtol = 1e-7 between outputs
+# on the whole data and on one row at a time; a float32 network's matrix
+# products round differently for different batch sizes (measured on a clean
+# clone: 3 of 20 regressor outputs near 1 off by 2.8e-7, about 2 float32 ulps,
+# and not on every run). The fine-tuners get the same check with a tolerance
+# derived from float32 precision and the outputs' magnitude instead.
+FLOAT32_CHECKS = {"check_methods_subset_invariance"}
+
+
+def _methods_subset_invariance_float32(name, estimator):
+    from sklearn.base import clone
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=30, n_features=3, random_state=0)
+    X = X.astype(np.float32)
+    if is_regressor(estimator):
+        y = y.astype(np.float64)
+    fitted = clone(estimator).fit(X, y)
+    methods = ["predict", "predict_proba", "decision_function", "transform"]
+    for method in (m for m in methods if hasattr(fitted, m)):
+        whole = getattr(fitted, method)(X)
+        rows = np.concatenate([getattr(fitted, method)(x[None]) for x in X])
+        assert_allclose_float32(rows, whole, err_msg=f"{name}.{method}")
+
+
 @parametrize_with_checks(
     ESTIMATORS, expected_failed_checks=_expected_failed_checks, xfail_strict=True
 )
 def test_sklearn_compatible_estimator(estimator, check):
+    name = getattr(check, "func", check).__name__
+    if name in FLOAT32_CHECKS and not isinstance(estimator, PretrainedFeatureExtractor):
+        _methods_subset_invariance_float32(type(estimator).__name__, estimator)
+        return
     check(estimator)
