@@ -59,7 +59,7 @@ METHODS = {
 }
 
 
-def fit_score(method, Xtr, ytr, Xte, yte, seed):
+def fit_score(method, Xtr, ytr, Xte, yte, seed, n_jobs=None):
     _, make, grid = METHODS[method]
     if method == "hog_linear_svm":
         Ftr, Fte = _hog(Xtr), _hog(Xte)
@@ -67,7 +67,7 @@ def fit_score(method, Xtr, ytr, Xte, yte, seed):
         Ftr, Fte = _flat(Xtr), _flat(Xte)
     folds = min(3, int(np.bincount(ytr).min()))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    search = GridSearchCV(make(), grid, cv=cv).fit(Ftr, ytr)
+    search = GridSearchCV(make(), grid, cv=cv, n_jobs=n_jobs).fit(Ftr, ytr)
     return float(search.score(Fte, yte)), search.best_params_
 
 
@@ -75,6 +75,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="DATASET:N:SEED",
+        help="run only these rows and keep the others of classical.json",
+    )
+    parser.add_argument("--n-jobs", type=int, default=None, help="GridSearchCV's")
     args = parser.parse_args()
     out = Path(args.results)
     recipe = json.loads((out / "results.json").read_text())
@@ -85,6 +92,14 @@ def main():
     test_per_class = recipe["args"]["test_per_class"]
     keys = sorted({(r["dataset"], r["n_per_class"], r["seed"]) for r in recipe["rows"]})
     rows, data = [], {}
+    if args.only:
+        wanted = {(d, int(n), int(s)) for d, n, s in (o.split(":") for o in args.only)}
+        rows = [
+            r
+            for r in json.loads((out / "classical.json").read_text())["rows"]
+            if (r["dataset"], r["n_per_class"], r["seed"]) not in wanted
+        ]
+        keys = [k for k in keys if k in wanted]
     for dataset, n, seed in keys:
         if dataset not in data:
             data[dataset] = load(dataset, test_per_class)
@@ -95,7 +110,7 @@ def main():
             t0 = time.perf_counter()
             with threadpool_limits(1):
                 acc, best = fit_score(
-                    method, Xtr_all[idx], ytr_all[idx], Xte, yte, seed
+                    method, Xtr_all[idx], ytr_all[idx], Xte, yte, seed, args.n_jobs
                 )
             row[method], row[f"{method}_params"] = acc, best
             row[f"{method}_s"] = time.perf_counter() - t0
