@@ -48,7 +48,6 @@ def markdown(results):
             "start); the others are from the run above.",
             "",
         ]
-    lines += []
     if "throughput" in results:
         t = results["throughput"]
         lines += [

@@ -443,14 +443,12 @@ def finetune_epoch(cfg, tmp):
             loaded = load_backbone("efficientnet_lite0", "DEFAULT", preprocessing=size)
             body = FeatureModel(loaded.model, loaded.head, None, "avg")
             model = nn.Sequential(body, nn.Linear(body(X[:1]).shape[1], n_classes))
-            inputs = X
-            if channels_last:
+            if channels_last:  # batches are converted as they come
                 model = model.to(memory_format=torch.channels_last)
-                inputs = X.contiguous(memory_format=torch.channels_last)
             optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
             loss_fn = nn.CrossEntropyLoss()
             data = torch.utils.data.DataLoader(
-                torch.utils.data.TensorDataset(inputs, Y),
+                torch.utils.data.TensorDataset(X, Y),
                 batch_size=batch,
                 shuffle=True,
             )
