@@ -59,7 +59,7 @@ def _expected_failed_checks(estimator):
 # on the whole data and on one row at a time; a float32 network's matrix
 # products round differently for different batch sizes (measured on a clean
 # clone: 3 of 20 regressor outputs near 1 off by 2.8e-7, about 2 float32 ulps,
-# and not on every run). The fine-tuners get the same check with a tolerance
+# and not on every run). Every estimator gets the same check with a tolerance
 # derived from float32 precision and the outputs' magnitude instead (every
 # estimator: for the extractor's float32 output it is tighter than sklearn's).
 
