@@ -31,13 +31,27 @@ from ._input_spec import (
     resolved_attributes,
     restore_input_attributes,
 )
+from ._multilabel import (
+    MultiLabelLoss,
+    check_indicator,
+    check_multilabel_params,
+    is_multilabel_target,
+    multilabel_predict,
+    multilabel_proba,
+    multilabel_valid_score,
+)
 from ._params import (
     CLASSIFIER_PARAMS,
     FINETUNE_PARAMS,
     REGRESSOR_PARAMS,
     params_doc,
 )
-from ._probe_head import probe_classifier, probe_regressor, set_head
+from ._probe_head import (
+    probe_classifier,
+    probe_multilabel,
+    probe_regressor,
+    set_head,
+)
 from ._state import to_plain
 from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._training import (
@@ -143,6 +157,8 @@ class _FineTunedBase(PretrainedEstimator):
             raise ValueError(
                 f"{self._name} requires y to be passed, but the target y is None."
             )
+        if hasattr(y, "toarray"):  # a scipy sparse indicator matrix
+            y = y.toarray()
         y = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
         if len(y) == 0:
             raise ValueError(
@@ -265,6 +281,13 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     smoothing and class weights), at least 150 optimizer steps. The skorch
     net is created in :meth:`fit` as ``net_``.
 
+    A 2-D ``y`` of 0/1 with at least two columns (a multi-label indicator
+    matrix, as :class:`~sklearn.preprocessing.MultiLabelBinarizer` returns)
+    trains one sigmoid output per label with binary cross-entropy (the probe
+    head: one logistic regression per label); ``predict`` then returns the
+    indicator matrix (see ``threshold``), ``predict_proba`` the probability
+    of each label and ``classes_`` is ``np.arange(n_labels)``.
+
     Parameters
     ----------
 {params_doc(FINETUNE_PARAMS + CLASSIFIER_PARAMS)}
@@ -307,6 +330,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     """
     _params = FINETUNE_PARAMS + CLASSIFIER_PARAMS
     _score_name = "valid_acc"
+    _multilabel = False  # set by fit: y was a multi-label indicator matrix
 
     def __init__(
         self,
@@ -339,6 +363,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         checkpoint_dir=None,
         class_weight=None,
         label_smoothing=0.0,
+        threshold=0.5,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).
         self._store_params(locals())
@@ -353,6 +378,12 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return self._fit(X, y)
 
     def _encode_target(self, y):
+        self._multilabel = is_multilabel_target(y)
+        if self._multilabel:
+            check_multilabel_params(self)
+            self._indicator_dtype = y.dtype if y.dtype.kind in "biuf" else np.int64
+            self.classes_ = np.arange(y.shape[1])
+            return check_indicator(y, self._name), y.shape[1]
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         self._label_encoder = LabelEncoder().fit(y)
@@ -365,10 +396,14 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return self._label_encoder.transform(y).astype(np.int64), len(self.classes_)
 
     def _stratify(self, y):
+        if self._multilabel:
+            return None
         counts = np.bincount(y)
         return y if counts.min() >= 2 else None
 
     def _probe_head(self, features, y):
+        if self._multilabel:
+            return probe_multilabel(features, y)
         weights = self._class_weights(y)
         weights = None if weights is None else weights.cpu().numpy()
         return probe_classifier(features, y, len(self.classes_), weights)
@@ -377,6 +412,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return self._saved_criterion(self._class_weights(y))
 
     def _saved_criterion(self, weight):
+        if self._multilabel:
+            return MultiLabelLoss(self.label_smoothing)
         if weight is not None:
             weight = weight.to(self.device_)
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=self.label_smoothing)
@@ -385,9 +422,16 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return {
             "classes_": to_plain(self.classes_.tolist()),
             "classes_dtype": self.classes_.dtype.str,
+            "multilabel_dtype": (
+                np.dtype(self._indicator_dtype).str if self._multilabel else None
+            ),
         }
 
     def _restore_target(self, fitted):
+        indicator = fitted.get("multilabel_dtype")
+        self._multilabel = indicator is not None
+        if self._multilabel:
+            self._indicator_dtype = np.dtype(indicator)
         dtype = np.dtype(fitted["classes_dtype"])
         classes = np.asarray(fitted["classes_"], dtype=dtype)
         self._label_encoder = LabelEncoder()
@@ -396,7 +440,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
 
     def _class_weights(self, y):
         cw = self.class_weight
-        if cw is None:
+        if cw is None or self._multilabel:
             return None
         classes = np.arange(len(self.classes_))
         if cw == "balanced":
@@ -413,21 +457,36 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
 
     @staticmethod
     def _valid_score(logits, y):
+        if y.ndim == 2:
+            return multilabel_valid_score(logits, y)
         return float((logits.argmax(1) == y).float().mean())
 
     def predict_proba(self, X):
-        """Class probabilities, columns in ``classes_`` order."""
-        logits = torch.from_numpy(self._decision(X))
-        return torch.softmax(logits, dim=1).numpy()
+        """Class probabilities, columns in ``classes_`` order.
+
+        With a multi-label ``y``: the probability of each label, (n, n_labels).
+        """
+        logits = self._decision(X)
+        if self._multilabel:
+            return multilabel_proba(logits)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     def predict(self, X):
-        """Predicted labels (of the type given in ``y``)."""
+        """Predicted labels (of the type given in ``y``).
+
+        With a multi-label ``y``: the indicator matrix (n, n_labels), 1 where
+        a label's probability exceeds ``threshold``.
+        """
         decision = self._decision(X)  # checks the fitted state first
+        if self._multilabel:
+            proba = multilabel_proba(decision)
+            return multilabel_predict(proba, self.threshold, self._indicator_dtype)
         return self.classes_[decision.argmax(axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = True
         return tags
 
 

@@ -694,6 +694,19 @@ CLASSIFIER_PARAMS = (
         Cross-entropy label smoothing in [0, 1).
         """,
     ),
+    Param(
+        "threshold",
+        0.5,
+        Interval(float, 0, 1, closed="neither"),
+        "float",
+        """
+        Multi-label ``y`` only (a 2-D indicator matrix): ``predict`` gives a
+        sample a label when that label's probability exceeds ``threshold``.
+        Ignored for single-label ``y``.
+        """,
+        affects_training=False,
+        legacy=0.5,
+    ),
 )
 
 

@@ -45,6 +45,26 @@ def probe_classifier(features, y, n_classes, class_weight=None):
     return _tensors(weight, bias)
 
 
+def probe_multilabel(features, y):
+    """``(weight, bias)`` of shapes ``(n_labels, d)`` and ``(n_labels,)``:
+    one StandardScaler + LogisticRegression per label column of the
+    indicator matrix ``y`` (each column holds both 0 and 1), whose logits
+    are the sigmoid outputs' logits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    with threadpool_limits(1):
+        scaler = StandardScaler().fit(features)
+        scaled = scaler.transform(features)
+        models = [
+            LogisticRegression(max_iter=1000).fit(scaled, y[:, k])
+            for k in range(y.shape[1])
+        ]
+    coef = np.vstack([m.coef_ for m in models])
+    intercept = np.concatenate([m.intercept_ for m in models])
+    return _tensors(*_fold(scaler, coef, intercept))
+
+
 def probe_regressor(features, y):
     """``(weight, bias)`` of StandardScaler + RidgeCV on ``features`` for the
     2-D targets ``y`` (n, k): shapes ``(k, d)`` and ``(k,)``."""

@@ -442,6 +442,37 @@ CASES = [
         r"contains only one class: 1",
     ),
     (
+        "multi-label y with a label column of zeros",
+        "C",
+        {},
+        GOOD,
+        np.array([[0, 1], [1, 0], [1, 0], [0, 1]])[:, [0, 1, 0]] * [1, 1, 0],
+        ValueError,
+        r"{name}: column 2 of the multi-label y is all 0 \(no sample has label 2\), "
+        r"so that label cannot be learned",
+    ),
+    (
+        "multi-label y with values other than 0 and 1",
+        "C",
+        {},
+        GOOD,
+        np.array([[0, 1], [1, 0], [2, 0], [0, 1]]),
+        ValueError,
+        r"{name}: y is 2-D with 2 columns, read as a multi-label indicator matrix "
+        r"\(one column per label, as MultiLabelBinarizer returns\), but y\[2, 0\] "
+        r"is the value .*2.*; every entry must be 0 or 1",
+    ),
+    (
+        "class_weight with a multi-label y",
+        "C",
+        {"class_weight": "balanced"},
+        GOOD,
+        np.array([[0, 1], [1, 0], [1, 1], [0, 1]]),
+        ValueError,
+        r"{name}: class_weight='balanced' is for single-label y; with a multi-label "
+        r"indicator y set class_weight=None",
+    ),
+    (
         "text targets for a regressor",
         "R",
         {},
