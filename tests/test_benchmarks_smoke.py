@@ -80,3 +80,22 @@ def test_finetune_recipe_benchmark_smoke_writes_json_and_markdown(tmp_path):
         assert 0 <= row[key] <= 1
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("# FineTunedClassifier defaults vs the linear probe")
+
+
+def test_multilabel_benchmark_smoke_writes_json_and_markdown(tmp_path):
+    # Synthetic items: the full run needs the Debian dataset-fashion-mnist package.
+    script = ROOT / "benchmarks" / "multilabel" / "run.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
+    report = json.loads((tmp_path / "results.json").read_text())
+    (row,) = report["rows"]
+    for method in ("probe", "finetune"):
+        assert 0 <= row[method]["f1_samples"] <= 1
+        assert 0 <= row[method]["hamming_loss"] <= 1
+    assert (tmp_path / "results.md").read_text().startswith("# Multi-label")
