@@ -53,6 +53,7 @@ from ._probe_head import (
     set_head,
 )
 from ._state import to_plain
+from ._targets import as_target_array, check_class_labels, check_numeric_target
 from ._torch_datasets import ImageDataset, TensorDataset, subset
 from ._training import (
     TransferNet,
@@ -157,9 +158,7 @@ class _FineTunedBase(PretrainedEstimator):
             raise ValueError(
                 f"{self._name} requires y to be passed, but the target y is None."
             )
-        if hasattr(y, "toarray"):  # a scipy sparse indicator matrix
-            y = y.toarray()
-        y = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
+        y = as_target_array(y, self._name)
         if len(y) == 0:
             raise ValueError(
                 f"{self._name}: y is empty; at least one sample is required."
@@ -378,6 +377,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return self._fit(X, y)
 
     def _encode_target(self, y):
+        y = check_class_labels(y, self._name)
         self._multilabel = is_multilabel_target(y)
         if self._multilabel:
             check_multilabel_params(self)
@@ -385,7 +385,10 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
             self.classes_ = np.arange(y.shape[1])
             return check_indicator(y, self._name), y.shape[1]
         y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
+        try:
+            check_classification_targets(y)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{self._name}: invalid y: {exc}") from None
         self._label_encoder = LabelEncoder().fit(y)
         self.classes_ = self._label_encoder.classes_
         if len(self.classes_) < 2:
@@ -567,7 +570,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return self._fit(X, y)
 
     def _encode_target(self, y):
-        y = np.asarray(y)
+        y = check_numeric_target(np.asarray(y), self._name)
         if y.dtype.kind in "USV":
             raise ValueError(
                 f"{self._name}: y must be numeric, got dtype {y.dtype}; "

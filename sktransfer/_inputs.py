@@ -22,6 +22,7 @@ import functools
 import hashlib
 import io
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -326,27 +327,77 @@ def _array_to_tensor(array, *, channels_last, where):
 
 
 def _load_path(path, index, name):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    where = f"{name}[{index}]"
     try:
         pixels = _read_png_fast(path)
         if pixels is None:
             with Image.open(path) as img:
+                check_declared_size(img.size, where, path)
                 img.load()
                 pixels = _pil_pixels(img)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{name}[{index}]: no such image file: {str(path)!r}."
+            f"{where}: no such image file: {str(path)!r}."
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnreadableImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        # PIL refuses twice its MAX_IMAGE_PIXELS at open (not a ValueError);
+        # its message holds the number of pixels the header declares.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found.group(1)) if found else None
+        raise _bomb_error(where, path, pixels) from exc
+    except Exception as exc:  # every decoder failure, named
+        # Damaged files make PIL's decoders raise OSError, SyntaxError or
+        # ValueError, and sometimes TypeError, struct.error, IndexError, ...
         raise UnreadableImageError(
-            f"{name}[{index}]: cannot read image file {str(path)!r} ({exc}).",
+            f"{where}: cannot read image file {str(path)!r} ({_reason(exc)}).",
             "Check that it is a complete image file, or pass on_error='warn' to "
             "skip unreadable images.",
         ) from exc
     return _array_to_tensor(
         pixels, channels_last=True, where=f"{name}[{index}] ({str(path)!r})"
     )
+
+
+def check_declared_size(size, where, path):
+    """Refuse an image whose header declares more pixels than PIL's
+    ``Image.MAX_IMAGE_PIXELS``, before its pixels are decoded.
+
+    PIL itself only warns between the limit and twice it (and decodes: a
+    few kilobytes of JPEG declaring 12000 x 12000 pixels took 1.4 GB), and
+    raises a ``DecompressionBombError`` that is no ``ValueError`` above.
+    """
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = size
+    if limit is not None and width * height > limit:
+        raise _bomb_error(where, path, width * height, f"{width} x {height} = ")
+
+
+def _bomb_error(where, path, pixels, size=""):
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    declared = "more pixels" if pixels is None else f"{size}{pixels} pixels, more"
+    return UnreadableImageError(
+        f"{where}: image file {str(path)!r} declares {declared} than "
+        f"PIL.Image.MAX_IMAGE_PIXELS ({limit}); it may be a decompression "
+        f"bomb (a small file that decodes to an enormous image).",
+        f"If the image is genuine, raise the limit (PIL.Image.MAX_IMAGE_PIXELS = "
+        f"{pixels or 'a larger number'}, or None to remove it), or pass "
+        f"on_error='warn' to skip unreadable images.",
+    )
+
+
+def _reason(exc):
+    """An exception's message, with its type where that is not self-evident."""
+    if isinstance(exc, (OSError, SyntaxError, ValueError)) and str(exc):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 _PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"  # signature, IHDR's length, type
@@ -449,7 +500,15 @@ def _png_pixel_stream(data):
 
 
 def _pil_to_tensor(img, where="image"):
-    return _array_to_tensor(_pil_pixels(img), channels_last=True, where=where)
+    try:
+        pixels = _pil_pixels(img)
+    except Exception as exc:  # a lazily decoded, damaged file
+        raise UnreadableImageError(
+            f"{where}: cannot decode the PIL image (mode {img.mode!r}, size "
+            f"{img.size}) ({_reason(exc)}).",
+            "If it was opened from a file, check that the file is complete.",
+        ) from exc
+    return _array_to_tensor(pixels, channels_last=True, where=where)
 
 
 def _pil_pixels(img):
@@ -462,6 +521,8 @@ def _pil_pixels(img):
     """
     if img.mode.startswith("I;16"):
         return np.asarray(img).astype(np.float32) / 65535.0
+    if img.mode == "La":  # premultiplied alpha: PIL converts it via "LA" only
+        img = img.convert("LA")
     if img.mode not in ("RGB", "L", "I", "F"):
         img = img.convert("RGB")  # palette, RGBA, LA, CMYK, 1-bit: drop alpha
     return np.array(img)  # a writable copy, as torch.from_numpy wants

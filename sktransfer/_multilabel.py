@@ -72,8 +72,9 @@ def _numeric(y, owner):
     raise ValueError(
         f"{owner}: y is 2-D with {y.shape[1]} columns, read as a multi-label "
         f"indicator matrix, but its dtype is {y.dtype}; every entry must be 0 or "
-        f"1 (or False/True). For one label per sample pass a 1-D y; multi-output "
-        f"multiclass targets are not supported."
+        f"1 (or False/True). For one label per sample pass a 1-D y; label sets "
+        f"become an indicator matrix with MultiLabelBinarizer().fit_transform; "
+        f"multi-output multiclass targets are not supported."
     )
 
 

@@ -10,12 +10,16 @@ cases.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -71,6 +75,13 @@ class Tmp:
         self.name = name
 
 
+class PILFiles:
+    """Stands for a list of PIL images opened (lazily) from files in tmp_path."""
+
+    def __init__(self, *names):
+        self.names = names
+
+
 class Predict:
     """Fit on good data (``fit_X``), then transform / predict ``X``."""
 
@@ -98,6 +109,7 @@ def _files(tmp):
     jpeg = tmp / "truncated.jpg"
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(jpeg, quality=95)
     jpeg.write_bytes(jpeg.read_bytes()[:300])
+    _crafted_files(tmp)
     other = _seeded(TinyMLP).state_dict()
     good = _seeded(TinyConvNet).state_dict()
     torch.save(_RunsCode(str(tmp / "code_ran")), tmp / "payload.pt")
@@ -111,9 +123,50 @@ def _files(tmp):
     )
 
 
+def _crafted_files(tmp):
+    """Files the fuzzing of tests/test_fuzz_inputs.py found PIL failing on."""
+
+    def chunk(tag, data):
+        crc = struct.pack(">I", zlib.crc32(tag + data))
+        return struct.pack(">I", len(data)) + tag + data + crc
+
+    def png_header(width, height):
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b"")
+        )
+
+    # Over twice PIL.Image.MAX_IMAGE_PIXELS (PIL raises DecompressionBombError,
+    # no ValueError), and between the limit and twice it (PIL only warns, and
+    # decodes: a JPEG header of this size made a 1.4 GB image).
+    (tmp / "bomb.png").write_bytes(png_header(20_000, 20_000))
+    (tmp / "large.png").write_bytes(png_header(10_000, 10_000))
+    # A TIFF whose StripOffsets and StripByteCounts are typed RATIONAL: PIL
+    # raises a TypeError while decoding.
+    buffer = io.BytesIO()
+    Image.new("L", (11, 9), 7).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for k in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * k
+        if struct.unpack_from("<H", data, entry)[0] in (273, 279):
+            struct.pack_into("<H", data, entry + 2, 5)
+    (tmp / "rational.tif").write_bytes(bytes(data))
+    # A JPEG cut in the middle of its pixels: PIL opens it, fails at load.
+    noise = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG", quality=95)
+    (tmp / "half.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
 def _resolve(value, tmp):
     if isinstance(value, Files):
         return [str(tmp / n) for n in value.names]
+    if isinstance(value, PILFiles):
+        return [Image.open(tmp / n) for n in value.names]
     if isinstance(value, Tmp):
         return tmp / value.name
     if isinstance(value, dict):
@@ -175,6 +228,51 @@ CASES = [
         Y4,
         ValueError,
         r"X\[1\]: cannot read image file '.*truncated\.jpg'",
+    ),
+    (
+        "image file declaring more than twice PIL's pixel limit",
+        "ECR",
+        {},
+        Files("good0.png", "bomb.png", "good1.png", "good2.png"),
+        Y4,
+        ValueError,
+        r"X\[1\]: image file '.*bomb\.png' declares 400000000 pixels, more than "
+        r"PIL.Image.MAX_IMAGE_PIXELS \(89478485\); it may be a decompression bomb "
+        r"\(a small file that decodes to an enormous image\). If the image is "
+        r"genuine, raise the limit",
+    ),
+    (
+        "image file declaring more than PIL's pixel limit",
+        "ECR",
+        {},
+        Files("good0.png", "large.png", "good1.png", "good2.png"),
+        Y4,
+        ValueError,
+        r"X\[1\]: image file '.*large\.png' declares 10000 x 10000 = 100000000 "
+        r"pixels, more than PIL.Image.MAX_IMAGE_PIXELS \(89478485\); it may be a "
+        r"decompression bomb",
+    ),
+    (
+        "damaged file PIL fails on with another error",
+        "ECR",
+        {},
+        Files("good0.png", "rational.tif", "good1.png", "good2.png"),
+        Y4,
+        ValueError,
+        r"X\[1\]: cannot read image file '.*rational\.tif' \(TypeError: "
+        r"'IFDRational' object cannot be interpreted as an integer\)\. Check that "
+        r"it is a complete image file",
+    ),
+    (
+        "PIL image opened from a truncated file",
+        "ECR",
+        {},
+        PILFiles("good0.png", "half.jpg", "good1.png", "good2.png"),
+        Y4,
+        ValueError,
+        r"X\[1\]: cannot decode the PIL image \(mode 'RGB', size \(64, 64\)\) "
+        r"\(image file is truncated .*\)\. If it was opened from a file, check that "
+        r"the file is complete",
     ),
     # -- containers and shapes
     (
@@ -471,6 +569,104 @@ CASES = [
         ValueError,
         r"{name}: class_weight='balanced' is for single-label y; with a multi-label "
         r"indicator y set class_weight=None",
+    ),
+    (
+        "missing labels",
+        "CR",
+        {},
+        GOOD,
+        [0, None, 1, 0],
+        ValueError,
+        r"{name}: y has a missing value at y\[1\] \(None\); every sample needs a "
+        r"target: drop those samples or fill them in",
+    ),
+    (
+        "missing labels in a pandas Series",
+        "CR",
+        {},
+        GOOD,
+        pd.Series(["a", None, "b", "a"], dtype="string"),
+        ValueError,
+        r"{name}: y has a missing value at y\[1\] \(<NA>\)",
+    ),
+    (
+        "labels mixing strings and numbers",
+        "C",
+        {},
+        GOOD,
+        np.array([0, "a", 1, "a"], dtype=object),
+        ValueError,
+        r"{name}: y mixes strings and numbers as labels \(y\[1\] is 'a', y\[0\] "
+        r"is 0\); use one type, e.g. y.astype\(str\)",
+    ),
+    (
+        "strings among numeric targets",
+        "R",
+        {},
+        GOOD,
+        np.array([0.5, "a", 1, 2], dtype=object),
+        ValueError,
+        r"{name}: y must be numeric, but y\[1\] is the string 'a'; for class "
+        r"labels use FineTunedClassifier",
+    ),
+    (
+        "continuous targets for a classifier",
+        "C",
+        {},
+        GOOD,
+        [0.1, 0.2, 0.3, 0.4],
+        ValueError,
+        r"{name}: invalid y: Unknown label type: continuous",
+    ),
+    (
+        "complex targets",
+        "CR",
+        {},
+        GOOD,
+        np.array([0, 1j, 1, 0]),
+        ValueError,
+        r"{name}: Complex data not supported in y \(dtype complex128\)",
+    ),
+    (
+        "targets that are neither numbers nor strings",
+        "CR",
+        {},
+        GOOD,
+        [{"a": 1}, {"b": 2}, {"a": 1}, {"b": 2}],
+        TypeError,
+        r"{name}: y\[0\] is a dict \(\{'a': 1\}\); each target must be a "
+        r"string, a number or a boolean",
+    ),
+    (
+        "ragged y (label sets)",
+        "CR",
+        {},
+        GOOD,
+        [["a", "b"], ["a"], ["b"], ["a"]],
+        ValueError,
+        r"{name}: y cannot be read as an array \(.*\)\. Pass one label per "
+        r"sample \(1-D\), or for several labels per sample an indicator matrix: "
+        r"MultiLabelBinarizer\(\).fit_transform\(label_sets\)",
+    ),
+    (
+        "a scalar y",
+        "CR",
+        {},
+        GOOD,
+        5,
+        ValueError,
+        r"{name}: y must be a sequence of targets \(one per sample\), got a "
+        r"scalar 5",
+    ),
+    (
+        "date targets for a regressor",
+        "R",
+        {},
+        GOOD,
+        np.array(["2020-01-01", "2020-01-02"] * 2, dtype="datetime64[D]"),
+        ValueError,
+        r"{name}: y must be numeric, got dtype datetime64\[D\] \(dates or "
+        r"durations\)",
     ),
     (
         "text targets for a regressor",

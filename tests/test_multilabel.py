@@ -257,10 +257,6 @@ def test_constant_label_column_is_refused_naming_it(value, column, who):
     [
         (np.array([[0, 1], [2, 0], [1, 1], [0, 0]]), "the value 2"),
         (np.array([[0, 1], [1, 0], [np.nan, 1], [0, 0]]), "a missing value"),
-        (
-            np.array([[0, 1], [1, 0], [None, 1], [0, 0]], dtype=object),
-            "a missing value",
-        ),
         (np.array([[0, 1], [1, 0], [0.5, 1], [0, 0]]), "the value"),
         (np.array([[0, 1], [1, 0], [-1, 1], [0, 0]]), "the value"),
     ],
@@ -274,11 +270,19 @@ def test_non_binary_entries_are_refused_naming_the_entry(y, what):
         _fit_error(y)
 
 
+def test_missing_entries_of_an_object_indicator_are_refused():
+    y = np.array([[0, 1], [1, 0], [None, 1], [0, 0]], dtype=object)
+    with pytest.raises(
+        ValueError,
+        match=r"FineTunedClassifier: y has a missing value at y\[2, 0\] \(None\)",
+    ):
+        _fit_error(y)
+
+
 @pytest.mark.parametrize(
     "y",
     [
         np.array([["a", "b"], ["b", "a"], ["a", "a"], ["b", "b"]]),
-        np.array([[1j, 0], [0, 1], [1, 0], [0, 0]]),
     ],
 )
 def test_multioutput_multiclass_and_odd_dtypes_are_refused(y):
