@@ -45,6 +45,7 @@ from ._params import (
     FINETUNE_PARAMS,
     REGRESSOR_PARAMS,
     params_doc,
+    validate_params,
 )
 from ._probe_head import (
     probe_classifier,
@@ -482,6 +483,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         """
         decision = self._decision(X)  # checks the fitted state first
         if self._multilabel:
+            # set_params after fit changes the threshold without a new fit
+            validate_params(self, [p for p in self._params if p.name == "threshold"])
             proba = multilabel_proba(decision)
             return multilabel_predict(proba, self.threshold, self._indicator_dtype)
         return self.classes_[decision.argmax(axis=1)]

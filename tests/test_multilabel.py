@@ -7,6 +7,7 @@ image task on TinyConvNet (which of two shapes an image shows) for learning.
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -198,6 +199,21 @@ def test_save_and_load_keep_the_multilabel_model(tmp_path):
     assert_allclose_float32(loaded.predict_proba(X), clf.predict_proba(X))
 
 
+def test_checkpoint_of_a_multilabel_fit_is_resumed_under_another_threshold(tmp_path):
+    from sktransfer._params import names
+
+    # The threshold only acts at predict: a checkpoint stays valid.
+    assert "threshold" in names(FineTunedClassifier._params, affects_training=False)
+    X, Y = _data()
+    first = _clf(max_epochs=3, checkpoint_dir=tmp_path).fit(X, Y)
+    assert (tmp_path / "checkpoint.pt").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "checkpoint of another run" warning
+        again = _clf(max_epochs=3, checkpoint_dir=tmp_path, threshold=0.7).fit(X, Y)
+    assert again.n_epochs_ == first.n_epochs_ == 3
+    assert_allclose_float32(again.predict_proba(X), first.predict_proba(X))
+
+
 def test_early_stopping_and_label_smoothing_with_multilabel_y():
     X, Y = _data()
     clf = _clf(early_stopping=True, validation_fraction=0.2, max_epochs=4).fit(X, Y)
@@ -311,6 +327,16 @@ def test_threshold_must_lie_strictly_between_0_and_1(threshold):
         match=r"FineTunedClassifier: threshold must be a float in \(0, 1\)",
     ):
         _fit_error(Y, threshold=threshold)
+
+
+def test_a_threshold_set_after_fit_is_checked_at_predict(fitted):
+    clf, X, _ = fitted
+    other = pickle.loads(pickle.dumps(clf)).set_params(threshold=2.0)
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"FineTunedClassifier: threshold must be a float in \(0, 1\), got 2.0",
+    ):
+        other.predict(X)
 
 
 def test_a_single_column_is_single_label():
