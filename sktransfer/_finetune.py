@@ -295,7 +295,8 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     Attributes
     ----------
     classes_ : ndarray
-        The class labels, in ``np.unique`` order.
+        The class labels, in ``np.unique`` order (``np.arange(n_labels)`` for
+        a multi-label ``y``).
     net_ : skorch.NeuralNet
         The trained net; ``net_.module_`` is the backbone body plus new head.
     history_ : list of dict
