@@ -19,12 +19,13 @@ from threadpoolctl import threadpool_limits
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
 
-def probe_classifier(features, y, n_classes, class_weight=None):
+def probe_classifier(features, y, n_classes, class_weight=None, sample_weight=None):
     """``(weight, bias)`` of shapes ``(n_classes, d)`` and ``(n_classes,)``
     whose logits are those of StandardScaler + LogisticRegression fitted on
     ``features``; ``y`` holds encoded labels 0..n_classes-1.
 
-    ``class_weight`` is None or a per-class array (the loss's weights). With
+    ``class_weight`` is None or a per-class array (the loss's weights);
+    ``sample_weight`` None or one weight per row (scaler and probe). With
     two classes scikit-learn's single logit ``z`` becomes ``(-z/2, z/2)``,
     which gives the same softmax.
     """
@@ -35,9 +36,9 @@ def probe_classifier(features, y, n_classes, class_weight=None):
     # torch may have left its threads busy: sklearn's BLAS gets one thread
     # rather than oversubscribing the cores.
     with threadpool_limits(1):
-        scaler = StandardScaler().fit(features)
+        scaler = StandardScaler().fit(features, sample_weight=sample_weight)
         model = LogisticRegression(max_iter=1000, class_weight=weights)
-        model.fit(scaler.transform(features), y)
+        model.fit(scaler.transform(features), y, sample_weight=sample_weight)
     weight, bias = _fold(scaler, model.coef_, model.intercept_)
     if n_classes == 2:
         weight = np.vstack([-weight / 2, weight / 2])
@@ -45,15 +46,18 @@ def probe_classifier(features, y, n_classes, class_weight=None):
     return _tensors(weight, bias)
 
 
-def probe_regressor(features, y):
+def probe_regressor(features, y, sample_weight=None):
     """``(weight, bias)`` of StandardScaler + RidgeCV on ``features`` for the
-    2-D targets ``y`` (n, k): shapes ``(k, d)`` and ``(k,)``."""
+    2-D targets ``y`` (n, k): shapes ``(k, d)`` and ``(k,)``; ``sample_weight``
+    None or one weight per row (scaler and ridge)."""
     from sklearn.linear_model import RidgeCV
     from sklearn.preprocessing import StandardScaler
 
     with threadpool_limits(1):
-        scaler = StandardScaler().fit(features)
-        model = RidgeCV(alphas=RIDGE_ALPHAS).fit(scaler.transform(features), y)
+        scaler = StandardScaler().fit(features, sample_weight=sample_weight)
+        model = RidgeCV(alphas=RIDGE_ALPHAS).fit(
+            scaler.transform(features), y, sample_weight=sample_weight
+        )
     coef = np.atleast_2d(model.coef_)
     return _tensors(*_fold(scaler, coef, np.atleast_1d(model.intercept_)))
 
