@@ -55,11 +55,51 @@ def probe_regressor(features, y, sample_weight=None):
 
     with threadpool_limits(1):
         scaler = StandardScaler().fit(features, sample_weight=sample_weight)
-        model = RidgeCV(alphas=RIDGE_ALPHAS).fit(
-            scaler.transform(features), y, sample_weight=sample_weight
-        )
-    coef = np.atleast_2d(model.coef_)
-    return _tensors(*_fold(scaler, coef, np.atleast_1d(model.intercept_)))
+        Z = scaler.transform(features)
+        if sample_weight is None:
+            model = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, y)
+            coef, intercept = model.coef_, model.intercept_
+        else:
+            coef, intercept = weighted_ridge_loo(Z, y, sample_weight, RIDGE_ALPHAS)
+    coef = np.atleast_2d(coef)
+    return _tensors(*_fold(scaler, coef, np.atleast_1d(intercept)))
+
+
+def weighted_ridge_loo(Z, y, w, alphas):
+    """``(coef, intercept)`` of the ridge regression of ``y`` (n, k) on ``Z``
+    with sample weights ``w``, its penalty picked from ``alphas`` by
+    leave-one-out error counted as repetitions count it.
+
+    RidgeCV's weighted leave-one-out leaves a whole weighted sample out, so a
+    weight of 3 does not select the penalty that three copies select. Here a
+    sample of weight ``w_i`` counts as ``w_i`` copies, one left out at a time:
+    its leverage is that of one copy, ``1/sum(w) + z_i' (Zc' W Zc + a I)^-1
+    z_i`` (``Zc`` centred by the weighted mean; the intercept is not
+    penalised), and its error ``w_i * (r_i / (1 - h_i))**2``. Unit weights give
+    RidgeCV's (exact) leave-one-out; zero weights are removed samples.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    total = w.sum()
+    z_mean = w @ Z / total
+    y_mean = w @ y / total
+    Zc, yc = Z - z_mean, y - y_mean
+    root = np.sqrt(w)[:, None]
+    U, S, Vt = np.linalg.svd(root * Zc, full_matrices=False)
+    Uty = U.T @ (root * yc)
+    proj = Zc @ Vt.T  # each sample's coordinates on the singular vectors
+    best = None
+    for alpha in alphas:
+        shrink = S / (S**2 + alpha)
+        coef = Vt.T @ (shrink[:, None] * Uty)  # (d, k)
+        leverage = 1.0 / total + (proj**2) @ (1.0 / (S**2 + alpha))
+        resid = (yc - Zc @ coef) / (1.0 - leverage)[:, None]
+        error = float(w @ (resid**2).sum(1))
+        if best is None or error < best[0]:
+            best = (error, coef)
+    coef = best[1].T  # (k, d)
+    intercept = y_mean - coef @ z_mean
+    return coef, intercept
 
 
 def set_head(head, weight, bias):
