@@ -46,13 +46,7 @@ class ContinuedFit:
             self.sample_shape,
             getattr(estimator, "_input_sample_shape", None),
         )
-        head_outputs = self.module.head.out_features
-        if n_outputs != head_outputs:
-            raise ValueError(
-                f"{name}: warm_start=True continues a network with "
-                f"{head_outputs} outputs, but y has {n_outputs}; set "
-                f"warm_start=False to train a new network."
-            )
+        _check_outputs(name, n_outputs, self.module.head.out_features)
         module = self.module.to(estimator.device_)
         module.freeze_bn = estimator._freezes_bn(module.body)
         return module
@@ -82,6 +76,8 @@ def continued_fit(estimator, X, y):
                 f"{labels.tolist()}; set warm_start=False to train a new network "
                 f"for other classes."
             )
+    else:
+        _check_outputs(name, y, estimator.net_.module_.head.out_features)
     shape = getattr(X, "shape", None)
     if shape is not None and len(shape) >= 2:
         sample_shape = tuple(int(s) for s in shape[1:])
@@ -108,6 +104,24 @@ def _labels(y):
         return np.unique(y.ravel()) if y.ndim == 1 else None
     except (TypeError, ValueError):
         return None  # the fit's own checks of y say what is wrong
+
+
+def _check_outputs(name, y, head_outputs):
+    """``y`` (targets, or their number of columns) against the head."""
+    if isinstance(y, int):
+        n_outputs = y
+    else:
+        try:
+            shape = np.shape(y)
+        except (TypeError, ValueError):
+            return  # the fit's own checks of y say what is wrong
+        n_outputs = 1 if len(shape) < 2 else int(np.prod(shape[1:]))
+    if n_outputs != head_outputs:
+        raise ValueError(
+            f"{name}: warm_start=True continues a network with "
+            f"{head_outputs} outputs, but y has {n_outputs}; set "
+            f"warm_start=False to train a new network."
+        )
 
 
 def _check_input(name, old_features, new_features, old_shape, new_shape):
