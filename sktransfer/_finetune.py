@@ -42,6 +42,7 @@ from ._sample_weight import (
     WeightedCrossEntropy,
     WeightedMSE,
     check_sample_weight,
+    identity_targets,
     weighted_targets,
 )
 from ._state import to_plain
@@ -85,7 +86,8 @@ class _FineTunedBase(PretrainedEstimator):
             )
             if warm is None and self._probe_head_init(module):
                 self._init_head_from_probe(module, data, y_train, train_idx, sw)
-            y_id = y_train if sw is None else (y_train, sw)
+            # The weights are part of the data a checkpoint belongs to.
+            y_id = y_train if sw is None else identity_targets(y_train, sw)
             state = training_state(self, data, y_id, valid_ds is not None)
             criterion = self._criterion(y_train, sw is not None)
             net = make_net(self, module, criterion, len(train_ds), valid_ds, state)

@@ -94,6 +94,13 @@ def weighted_targets(y, sample_weight):
     return WeightedTargets(y_t, torch.as_tensor(sample_weight, dtype=torch.float32))
 
 
+def identity_targets(y, sample_weight):
+    """Targets and weights as one float64 array ``(n, k + 1)``, for the run
+    identity of a checkpoint."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    return np.column_stack([y, sample_weight])
+
+
 def unpack(target):
     """``(y, w)`` of a collated batch target (``w`` None without weights)."""
     if isinstance(target, dict):

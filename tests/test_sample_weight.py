@@ -221,3 +221,15 @@ def test_a_scalar_weight_weighs_every_sample():
     scalar = clone(est).fit(X, y, sample_weight=2.0)
     array = clone(est).fit(X, y, sample_weight=np.full(len(X), 2.0))
     np.testing.assert_array_equal(scalar.predict_proba(X), array.predict_proba(X))
+
+
+@pytest.mark.parametrize("cls", [FineTunedClassifier, FineTunedRegressor])
+def test_a_checkpoint_belongs_to_its_weights(cls, tmp_path):
+    X, y_clf, y_reg, sw = _data()
+    y = y_clf if cls is FineTunedClassifier else y_reg
+    est = cls(TinyMLP(), checkpoint_dir=tmp_path, **{**_KW, "max_epochs": 2})
+    est.fit(X, y, sample_weight=sw)
+    with pytest.warns(UserWarning, match="belongs to another training run"):
+        est.fit(X, y, sample_weight=sw + 1)
+    with pytest.warns(UserWarning, match="belongs to another training run"):
+        est.fit(X, y)
