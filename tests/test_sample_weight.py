@@ -233,3 +233,27 @@ def test_a_checkpoint_belongs_to_its_weights(cls, tmp_path):
         est.fit(X, y, sample_weight=sw + 1)
     with pytest.warns(UserWarning, match="belongs to another training run"):
         est.fit(X, y)
+
+
+@pytest.mark.parametrize("cls", [FineTunedClassifier, FineTunedRegressor])
+def test_a_weighted_fit_saves_loads_and_pickles(cls, tmp_path):
+    import pickle
+
+    import sktransfer
+    from sktransfer import register_backbone
+    from sktransfer.backbones import unregister_backbone
+
+    X, y_clf, y_reg, sw = _data()
+    y = y_clf if cls is FineTunedClassifier else y_reg
+    extra = {"class_weight": "balanced"} if cls is FineTunedClassifier else {}
+    register_backbone("sktransfer_test_sw_mlp", lambda weights: TinyMLP())
+    try:
+        est = cls("sktransfer_test_sw_mlp", **_KW, **extra)
+        est.fit(X, y, sample_weight=sw)
+        sktransfer.save(est, tmp_path / "model")
+        loaded = sktransfer.load(tmp_path / "model")
+        unpickled = pickle.loads(pickle.dumps(est))
+        for other in (loaded, unpickled):
+            assert_allclose_float32(_outputs(other, X), _outputs(est, X))
+    finally:
+        unregister_backbone("sktransfer_test_sw_mlp")
