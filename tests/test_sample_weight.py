@@ -257,3 +257,12 @@ def test_a_weighted_fit_saves_loads_and_pickles(cls, tmp_path):
             assert_allclose_float32(_outputs(other, X), _outputs(est, X))
     finally:
         unregister_backbone("sktransfer_test_sw_mlp")
+
+
+def test_routing_without_a_fit_request_is_an_error_not_silence(routing):
+    from sklearn.exceptions import UnsetMetadataPassedError
+
+    X, y, _, sw = _data()
+    est = FineTunedClassifier(TinyMLP(), **_KW).set_score_request(sample_weight=True)
+    with pytest.raises(UnsetMetadataPassedError, match="set_fit_request"):
+        GridSearchCV(est, {"lr": [1e-2]}, cv=2).fit(X, y, sample_weight=sw)
