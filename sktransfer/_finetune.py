@@ -65,9 +65,14 @@ class _FineTunedBase(PretrainedEstimator):
 
     # -- fit: named steps ----------------------------------------------
     def _fit(self, X, y, sample_weight=None):
-        self._check_params()
+        # A failed (re)fit must not leave a fitted-looking estimator behind;
+        # only warm_start's refusals (checked first) leave the fit untouched.
+        try:
+            self._check_params()
+        except ValueError:
+            self.__dict__.pop("net_", None)
+            raise
         warm = continued_fit(self, X, y)
-        # A failed (re)fit must not leave a fitted-looking estimator behind.
         self.__dict__.pop("net_", None)
         y = self._check_y(X, y)
         sw = check_sample_weight(self._name, sample_weight, len(y))
@@ -173,13 +178,17 @@ class _FineTunedBase(PretrainedEstimator):
             # Rows of numbers (a tabular backbone): there is nothing for the
             # presets to augment, so every preset means no augmentation.
             tabular = isinstance(data, torch.Tensor) and data.ndim == 2
-            if (self.augment != "off" and not tabular) or (
-                self.train_transform is not None
-            ):
+            if self.train_transform is not None:
                 raise ValueError(
-                    f"{self._name}: augment={self.augment!r} and train_transform "
-                    f"apply to images; with preprocessing='passthrough' and "
-                    f"image-shaped X set augment='off' and train_transform=None."
+                    f"{self._name}: train_transform applies to images, which "
+                    f"preprocessing='passthrough' does not make; set "
+                    f"train_transform=None."
+                )
+            if self.augment != "off" and not tabular:
+                raise ValueError(
+                    f"{self._name}: augment={self.augment!r} applies to "
+                    f"preprocessed images; with preprocessing='passthrough' "
+                    f"and image-shaped X set augment='off'."
                 )
             return None
         return make_augmentation(

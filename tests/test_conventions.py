@@ -202,10 +202,19 @@ def test_augment_presets_mean_no_augmentation_on_rows_of_numbers(augment):
 def test_passthrough_images_and_train_transform_still_need_augment_off():
     X4 = np.random.default_rng(0).random((8, 1, 4, 4)).astype(np.float32)
     y = np.array([0, 1] * 4)
-    with pytest.raises(ValueError, match="image-shaped X set augment='off'"):
+    with pytest.raises(
+        ValueError,
+        match="FineTunedClassifier: augment='light' applies to preprocessed "
+        "images; with preprocessing='passthrough' and image-shaped X set "
+        "augment='off'",
+    ):
         FineTunedClassifier(TinyMLP(), augment="light", **_KW).fit(X4, y)
     X, y2, _ = _data()
-    with pytest.raises(ValueError, match="train_transform apply to images"):
+    with pytest.raises(
+        ValueError,
+        match="FineTunedClassifier: train_transform applies to images, which "
+        "preprocessing='passthrough' does not make; set train_transform=None",
+    ):
         FineTunedClassifier(
             TinyMLP(), augment="off", train_transform=lambda x: x, **_KW
         ).fit(X, y2)
