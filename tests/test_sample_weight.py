@@ -130,14 +130,18 @@ def _small():
     )
 
 
-def test_pipeline_routes_sample_weight(routing):
-    X, y, _, sw = _data()
-    pipe = make_pipeline(FunctionTransformer(), _small())
+@pytest.mark.parametrize("cls", [FineTunedClassifier, FineTunedRegressor])
+def test_pipeline_routes_sample_weight(routing, cls):
+    X, y_clf, y_reg, sw = _data()
+    y = y_clf if cls is FineTunedClassifier else y_reg
+    est = cls(TinyMLP(), **{**_KW, "max_epochs": 3})
+    est.set_fit_request(sample_weight=True)
+    pipe = make_pipeline(FunctionTransformer(), est)
     pipe.fit(X, y, sample_weight=sw)
-    direct = clone(_small()).fit(X, y, sample_weight=sw)
-    assert_allclose_float32(pipe.predict_proba(X), direct.predict_proba(X))
-    unweighted = clone(_small()).fit(X, y)
-    assert np.abs(unweighted.predict_proba(X) - direct.predict_proba(X)).max() > 1e-3
+    direct = clone(est).fit(X, y, sample_weight=sw)
+    assert_allclose_float32(_outputs(pipe, X), _outputs(direct, X))
+    unweighted = clone(est).fit(X, y)
+    assert np.abs(_outputs(unweighted, X) - _outputs(direct, X)).max() > 1e-3
 
 
 def test_cross_validate_routes_sample_weight_to_fit_and_score(routing):
