@@ -53,6 +53,13 @@ from ._probe_head import (
     probe_regressor,
     set_head,
 )
+from ._sample_weight import (
+    WeightedCrossEntropy,
+    WeightedMSE,
+    check_sample_weight,
+    identity_targets,
+    weighted_targets,
+)
 from ._state import to_plain
 from ._targets import as_target_array, check_class_labels, check_numeric_target
 from ._torch_datasets import ImageDataset, TensorDataset, subset
@@ -64,6 +71,7 @@ from ._training import (
     split_blocks,
     train,
 )
+from ._warm_start import continued_fit
 from .backbones._weights import load_state_dict_checked
 
 
@@ -72,25 +80,37 @@ class _FineTunedBase(PretrainedEstimator):
     _fitted_attribute = "net_"
 
     # -- fit: named steps ----------------------------------------------
-    def _fit(self, X, y):
-        # A failed (re)fit must not leave a fitted-looking estimator behind.
+    def _fit(self, X, y, sample_weight=None):
+        # A failed (re)fit must not leave a fitted-looking estimator behind;
+        # only warm_start's refusals (checked first) leave the fit untouched.
+        try:
+            self._check_params()
+        except ValueError:
+            self.__dict__.pop("net_", None)
+            raise
+        warm = continued_fit(self, X, y)
         self.__dict__.pop("net_", None)
-        self._check_params()
         y = self._check_y(X, y)
-        y_train, n_outputs = self._encode_target(y)
+        sw = check_sample_weight(self._name, sample_weight, len(y))
+        y_train, n_outputs = self._encode_target(y, warm, sw)
         loaded = self._resolve()
         data = self._read_training_data(X, y)
-        augmentation = self._augmentation(loaded.preprocessing)
+        augmentation = self._augmentation(loaded.preprocessing, data)
         seed = training_seed(self.random_state)
         with seeded_training(seed, self.device_):
-            module = self._build_module(loaded, data, n_outputs)
+            if warm is None:
+                module = self._build_module(loaded, data, n_outputs)
+            else:
+                module = warm.network(self, n_outputs)
             train_ds, valid_ds, precompute, train_idx = self._datasets(
-                module, data, y_train, seed, augmentation
+                module, data, y_train, seed, augmentation, sw
             )
-            if self._probe_head_init(module):
-                self._init_head_from_probe(module, data, y_train, train_idx)
-            state = training_state(self, data, y_train, valid_ds is not None)
-            criterion = self._criterion(y_train)
+            if warm is None and self._probe_head_init(module):
+                self._init_head_from_probe(module, data, y_train, train_idx, sw)
+            # The weights are part of the data a checkpoint belongs to.
+            y_id = y_train if sw is None else identity_targets(y_train, sw)
+            state = training_state(self, data, y_id, valid_ds is not None)
+            criterion = self._criterion(y_train, sw is not None)
             net = make_net(self, module, criterion, len(train_ds), valid_ds, state)
             self.fit_time_ = self._train(net, module, train_ds, state, precompute)
         self.net_ = net
@@ -122,15 +142,17 @@ class _FineTunedBase(PretrainedEstimator):
             return module.freeze_bn or not _has_batchnorm(module.body)
         return self.head_init == "probe"
 
-    def _init_head_from_probe(self, module, data, y, train_idx):
+    def _init_head_from_probe(self, module, data, y, train_idx, sw=None):
         """LP-FT's first stage: the head becomes the linear probe fitted on
-        the frozen body's features of the training images (no augmentation)."""
+        the frozen body's features of the training images (no augmentation),
+        with their sample weights."""
         feats, _ = self._infer(
             module.body,
             subset(data, train_idx),
             channels_last=module.channels_last,
         )
-        weight, bias = self._probe_head(feats, y[train_idx])
+        sw = None if sw is None else sw[train_idx]
+        weight, bias = self._probe_head(feats, y[train_idx], sw)
         set_head(module.head, weight, bias)
 
     def _train(self, net, module, train_ds, state, precompute):
@@ -153,6 +175,7 @@ class _FineTunedBase(PretrainedEstimator):
             for row in self.net_.history
         ]
         self.n_epochs_ = len(self.history_)
+        self.n_iter_ = self.n_epochs_
 
     def _check_y(self, X, y):
         if y is None:
@@ -166,13 +189,22 @@ class _FineTunedBase(PretrainedEstimator):
             )
         return y
 
-    def _augmentation(self, preprocessing):
+    def _augmentation(self, preprocessing, data):
         if preprocessing is None:
-            if self.augment != "off" or self.train_transform is not None:
+            # Rows of numbers (a tabular backbone): there is nothing for the
+            # presets to augment, so every preset means no augmentation.
+            tabular = isinstance(data, torch.Tensor) and data.ndim == 2
+            if self.train_transform is not None:
                 raise ValueError(
-                    f"{self._name}: augment={self.augment!r} and train_transform "
-                    f"apply to images; with preprocessing='passthrough' set "
-                    f"augment='off' and train_transform=None."
+                    f"{self._name}: train_transform applies to images, which "
+                    f"preprocessing='passthrough' does not make; set "
+                    f"train_transform=None."
+                )
+            if self.augment != "off" and not tabular:
+                raise ValueError(
+                    f"{self._name}: augment={self.augment!r} applies to "
+                    f"preprocessed images; with preprocessing='passthrough' "
+                    f"and image-shaped X set augment='off'."
                 )
             return None
         return make_augmentation(
@@ -206,13 +238,20 @@ class _FineTunedBase(PretrainedEstimator):
     def _stratify(self, y):
         return None
 
-    def _datasets(self, module, data, y, seed, augmentation):
+    def _datasets(self, module, data, y, seed, augmentation, sw=None):
         """Training and validation data sets (None without early stopping),
         whether the training set holds precomputed backbone features (linear
-        probe without augmentation), and the training rows of ``data``."""
+        probe without augmentation), and the training rows of ``data``. With
+        sample weights ``sw`` the targets carry them (``_sample_weight``)."""
         train_idx, valid_idx = self._split(y, seed)
+        if sw is not None and not sw[train_idx].any():
+            raise ValueError(
+                f"{self._name}: every sample of the training split has weight "
+                f"zero (early_stopping holds out validation_fraction); give "
+                f"more samples a positive weight."
+            )
         precompute = self.freeze == "backbone" and augmentation is None
-        y_t = torch.as_tensor(y)
+        y_t = weighted_targets(y, sw)
         parts = [train_idx] if valid_idx is None else [train_idx, valid_idx]
         out = []
         for k, idx in enumerate(parts):
@@ -304,6 +343,9 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         with early stopping, ``valid_loss`` and ``valid_acc``.
     n_epochs_ : int
         Epochs run (fewer than ``max_epochs`` after early stopping).
+    n_iter_ : int
+        The same as ``n_epochs_`` (scikit-learn's name): epochs run by the
+        last ``fit``.
     fit_time_ : float
         Seconds spent in the training loop.
 
@@ -362,6 +404,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         verbose=0,
         net_params=None,
         checkpoint_dir=None,
+        warm_start=False,
         class_weight=None,
         label_smoothing=0.0,
         threshold=0.5,
@@ -369,16 +412,28 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         # Stores each argument as is (scikit-learn reads them back by name).
         self._store_params(locals())
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fine-tune on images ``X`` (any form the extractor accepts), labels ``y``.
+
+        Parameters
+        ----------
+        X : images
+            Any form :class:`~sktransfer.PretrainedFeatureExtractor` accepts.
+        y : array-like of shape (n_samples,)
+            Class labels of any type.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights >= 0 of the samples in the loss (multiplied by
+            ``class_weight``), the linear probe of ``head_init`` and the
+            validation loss and accuracy of ``early_stopping``. None weighs
+            every sample 1.
 
         Returns
         -------
         self : FineTunedClassifier
         """
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight)
 
-    def _encode_target(self, y):
+    def _encode_target(self, y, warm=None, sw=None):
         y = check_class_labels(y, self._name)
         self._multilabel = is_multilabel_target(y)
         if self._multilabel:
@@ -406,15 +461,22 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         counts = np.bincount(y)
         return y if counts.min() >= 2 else None
 
-    def _probe_head(self, features, y):
+    def _probe_head(self, features, y, sample_weight=None):
         if self._multilabel:
-            return probe_multilabel(features, y)
+            return probe_multilabel(features, y, sample_weight)
         weights = self._class_weights(y)
         weights = None if weights is None else weights.cpu().numpy()
-        return probe_classifier(features, y, len(self.classes_), weights)
+        return probe_classifier(features, y, len(self.classes_), weights, sample_weight)
 
-    def _criterion(self, y):
-        return self._saved_criterion(self._class_weights(y))
+    def _criterion(self, y, weighted=False):
+        if self._multilabel:  # its loss reads weighted targets as well
+            return MultiLabelLoss(self.label_smoothing)
+        weight = self._class_weights(y)
+        if not weighted:
+            return self._saved_criterion(weight)
+        if weight is not None:
+            weight = weight.to(self.device_)
+        return WeightedCrossEntropy(weight, self.label_smoothing)
 
     def _saved_criterion(self, weight):
         if self._multilabel:
@@ -461,10 +523,13 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return torch.as_tensor(w, dtype=torch.float32, device=self.device_)
 
     @staticmethod
-    def _valid_score(logits, y):
+    def _valid_score(logits, y, w=None):
         if y.ndim == 2:
-            return multilabel_valid_score(logits, y)
-        return float((logits.argmax(1) == y).float().mean())
+            return multilabel_valid_score(logits, y, w)
+        hits = (logits.argmax(1) == y).float()
+        if w is None:
+            return float(hits.mean())
+        return float((hits * w).sum() / w.sum().clamp_min(1e-30))
 
     def predict_proba(self, X):
         """Class probabilities, columns in ``classes_`` order.
@@ -475,6 +540,73 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         if self._multilabel:
             return multilabel_proba(logits)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`fit` accepts.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            ``log_softmax`` of the logits (finite where ``predict_proba``
+            underflows to 0); with a multi-label ``y``, the log of each
+            label's probability, (n_samples, n_labels).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sktransfer import FineTunedClassifier
+        >>> from sktransfer._testing import TinyMLP
+        >>> X = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> clf = FineTunedClassifier(TinyMLP(), preprocessing="passthrough",
+        ...     max_epochs=2, random_state=0).fit(X, y)
+        >>> clf.predict_log_proba(X).shape
+        (20, 2)
+        """
+        logits = torch.from_numpy(self._decision(X))
+        if self._multilabel:  # per label: log of its sigmoid probability
+            return torch.nn.functional.logsigmoid(logits).numpy()
+        return torch.log_softmax(logits, dim=1).numpy()
+
+    def decision_function(self, X):
+        """The network's logits, as scikit-learn's linear classifiers give them.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`fit` accepts.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            With two classes, the logit of ``classes_[1]`` minus that of
+            ``classes_[0]`` (positive means ``classes_[1]``), shape
+            ``(n_samples,)``; otherwise one logit per class (per label with
+            a multi-label ``y``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sktransfer import FineTunedClassifier
+        >>> from sktransfer._testing import TinyMLP
+        >>> X = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> clf = FineTunedClassifier(TinyMLP(), preprocessing="passthrough",
+        ...     max_epochs=2, random_state=0).fit(X, y)
+        >>> clf.decision_function(X).shape
+        (20,)
+        """
+        logits = self._decision(X)
+        if self._multilabel:  # one logit per label, as OneVsRestClassifier
+            return logits
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
 
     def predict(self, X):
         """Predicted labels (of the type given in ``y``).
@@ -516,6 +648,8 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         Per epoch: ``epoch``, ``train_loss``, ``lr``, ``dur`` and, with early
         stopping, ``valid_loss`` and ``valid_r2``.
     n_epochs_ : int
+    n_iter_ : int
+        Epochs run by the last ``fit`` (``n_epochs_``).
     fit_time_ : float
 
     Notes
@@ -559,21 +693,33 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         verbose=0,
         net_params=None,
         checkpoint_dir=None,
+        warm_start=False,
         target_scaling=True,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).
         self._store_params(locals())
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fine-tune on images ``X`` and numeric targets ``y`` (1-D or 2-D).
+
+        Parameters
+        ----------
+        X : images
+            Any form :class:`~sktransfer.PretrainedFeatureExtractor` accepts.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Numeric targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights >= 0 of the samples in the loss, the ridge probe of
+            ``head_init``, the target scaling and the validation loss and
+            R^2 of ``early_stopping``. None weighs every sample 1.
 
         Returns
         -------
         self : FineTunedRegressor
         """
-        return self._fit(X, y)
+        return self._fit(X, y, sample_weight)
 
-    def _encode_target(self, y):
+    def _encode_target(self, y, warm=None, sw=None):
         y = check_numeric_target(np.asarray(y), self._name)
         if y.dtype.kind in "USV":
             raise ValueError(
@@ -589,16 +735,23 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         y = check_array(y, ensure_2d=False, dtype="numeric", input_name="y")
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float64)
-        self._y_scaler = StandardScaler().fit(y2) if self.target_scaling else None
+        if warm is not None:
+            self._y_scaler = warm.y_scaler  # the scale the head was trained in
+        else:
+            self._y_scaler = (
+                StandardScaler().fit(y2, sample_weight=sw)
+                if self.target_scaling
+                else None
+            )
         if self._y_scaler is not None:
             y2 = self._y_scaler.transform(y2)
         return y2.astype(np.float32), y2.shape[1]
 
-    def _probe_head(self, features, y):
-        return probe_regressor(features, y)
+    def _probe_head(self, features, y, sample_weight=None):
+        return probe_regressor(features, y, sample_weight)
 
-    def _criterion(self, y):
-        return nn.MSELoss()
+    def _criterion(self, y, weighted=False):
+        return WeightedMSE() if weighted else nn.MSELoss()
 
     def _saved_criterion(self, weight):
         return nn.MSELoss()
@@ -636,9 +789,15 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
             self._y_scaler = scaler
 
     @staticmethod
-    def _valid_score(pred, y):
-        ss_res = ((y - pred) ** 2).sum()
-        ss_tot = ((y - y.mean(0)) ** 2).sum()
+    def _valid_score(pred, y, w=None):
+        if w is None:
+            ss_res = ((y - pred) ** 2).sum()
+            ss_tot = ((y - y.mean(0)) ** 2).sum()
+        else:
+            w = w.reshape(-1, *([1] * (y.ndim - 1)))
+            mean = (w * y).sum(0) / w.sum()
+            ss_res = (w * (y - pred) ** 2).sum()
+            ss_tot = (w * (y - mean) ** 2).sum()
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
 
     def predict(self, X):

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ._sample_weight import unpack, weighted_mean
 
 
 def is_multilabel_target(y):
@@ -109,16 +112,25 @@ class MultiLabelLoss(nn.BCEWithLogitsLoss):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, input, target):
+        target, w = unpack(target)
         target = target.to(input.dtype)
         if self.label_smoothing:
             target = target * (1 - self.label_smoothing) + self.label_smoothing / 2
-        return super().forward(input, target)
+        if w is None:
+            return super().forward(input, target)
+        loss = F.binary_cross_entropy_with_logits(input, target, reduction="none")
+        loss = loss.mean(1)
+        return weighted_mean(loss, torch.ones_like(loss), w)
 
 
-def multilabel_valid_score(logits, y):
+def multilabel_valid_score(logits, y, w=None):
     """The fraction of (sample, label) entries right at probability 0.5
-    (1 - Hamming loss), the ``valid_acc`` of a multi-label fit."""
-    return float(((logits > 0) == (y > 0.5)).float().mean())
+    (1 - Hamming loss), the ``valid_acc`` of a multi-label fit; with sample
+    weights ``w``, each sample's fraction weighted."""
+    hits = ((logits > 0) == (y > 0.5)).float().mean(1)
+    if w is None:
+        return float(hits.mean())
+    return float((hits * w).sum() / w.sum().clamp_min(1e-30))
 
 
 def multilabel_proba(logits):

@@ -672,6 +672,22 @@ FINETUNE_PARAMS = (
         """,
         affects_training=False,
     ),
+    Param(
+        "warm_start",
+        False,
+        BOOLEAN,
+        "bool",
+        """
+        When True and the estimator is fitted, ``fit`` continues training the
+        fitted network (its weights; no new head, no linear probe) for
+        ``max_epochs`` more epochs on the data given, with a new optimizer and
+        the learning-rate schedule (and warmup) started again; the freezing
+        strategy starts again too. Classes, outputs, backbone and input shape
+        must stay the same. ``history_`` and ``n_iter_`` describe the last
+        fit. (skorch's own ``warm_start`` cannot be set in ``net_params``.)
+        """,
+        legacy=False,
+    ),
 )
 
 

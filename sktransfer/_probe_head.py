@@ -19,12 +19,13 @@ from threadpoolctl import threadpool_limits
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 
 
-def probe_classifier(features, y, n_classes, class_weight=None):
+def probe_classifier(features, y, n_classes, class_weight=None, sample_weight=None):
     """``(weight, bias)`` of shapes ``(n_classes, d)`` and ``(n_classes,)``
     whose logits are those of StandardScaler + LogisticRegression fitted on
     ``features``; ``y`` holds encoded labels 0..n_classes-1.
 
-    ``class_weight`` is None or a per-class array (the loss's weights). With
+    ``class_weight`` is None or a per-class array (the loss's weights);
+    ``sample_weight`` None or one weight per row (scaler and probe). With
     two classes scikit-learn's single logit ``z`` becomes ``(-z/2, z/2)``,
     which gives the same softmax.
     """
@@ -35,9 +36,9 @@ def probe_classifier(features, y, n_classes, class_weight=None):
     # torch may have left its threads busy: sklearn's BLAS gets one thread
     # rather than oversubscribing the cores.
     with threadpool_limits(1):
-        scaler = StandardScaler().fit(features)
+        scaler = StandardScaler().fit(features, sample_weight=sample_weight)
         model = LogisticRegression(max_iter=1000, class_weight=weights)
-        model.fit(scaler.transform(features), y)
+        model.fit(scaler.transform(features), y, sample_weight=sample_weight)
     weight, bias = _fold(scaler, model.coef_, model.intercept_)
     if n_classes == 2:
         weight = np.vstack([-weight / 2, weight / 2])
@@ -45,19 +46,22 @@ def probe_classifier(features, y, n_classes, class_weight=None):
     return _tensors(weight, bias)
 
 
-def probe_multilabel(features, y):
+def probe_multilabel(features, y, sample_weight=None):
     """``(weight, bias)`` of shapes ``(n_labels, d)`` and ``(n_labels,)``:
     one StandardScaler + LogisticRegression per label column of the
     indicator matrix ``y`` (each column holds both 0 and 1), whose logits
-    are the sigmoid outputs' logits."""
+    are the sigmoid outputs' logits; ``sample_weight`` None or one weight
+    per row (scaler and every probe)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     with threadpool_limits(1):
-        scaler = StandardScaler().fit(features)
+        scaler = StandardScaler().fit(features, sample_weight=sample_weight)
         scaled = scaler.transform(features)
         models = [
-            LogisticRegression(max_iter=1000).fit(scaled, y[:, k])
+            LogisticRegression(max_iter=1000).fit(
+                scaled, y[:, k], sample_weight=sample_weight
+            )
             for k in range(y.shape[1])
         ]
     coef = np.vstack([m.coef_ for m in models])
@@ -65,17 +69,63 @@ def probe_multilabel(features, y):
     return _tensors(*_fold(scaler, coef, intercept))
 
 
-def probe_regressor(features, y):
+def probe_regressor(features, y, sample_weight=None):
     """``(weight, bias)`` of StandardScaler + RidgeCV on ``features`` for the
-    2-D targets ``y`` (n, k): shapes ``(k, d)`` and ``(k,)``."""
+    2-D targets ``y`` (n, k): shapes ``(k, d)`` and ``(k,)``; ``sample_weight``
+    None or one weight per row (scaler and ridge)."""
     from sklearn.linear_model import RidgeCV
     from sklearn.preprocessing import StandardScaler
 
+    # float64: in float32, the penalty choice and the coefficients of the
+    # weighted and the repeated problems differed by 1e-2 (measured).
+    features = np.asarray(features, dtype=np.float64)
     with threadpool_limits(1):
-        scaler = StandardScaler().fit(features)
-        model = RidgeCV(alphas=RIDGE_ALPHAS).fit(scaler.transform(features), y)
-    coef = np.atleast_2d(model.coef_)
-    return _tensors(*_fold(scaler, coef, np.atleast_1d(model.intercept_)))
+        scaler = StandardScaler().fit(features, sample_weight=sample_weight)
+        Z = scaler.transform(features)
+        if sample_weight is None:
+            model = RidgeCV(alphas=RIDGE_ALPHAS).fit(Z, y)
+            coef, intercept = model.coef_, model.intercept_
+        else:
+            coef, intercept = weighted_ridge_loo(Z, y, sample_weight, RIDGE_ALPHAS)
+    coef = np.atleast_2d(coef)
+    return _tensors(*_fold(scaler, coef, np.atleast_1d(intercept)))
+
+
+def weighted_ridge_loo(Z, y, w, alphas):
+    """``(coef, intercept)`` of the ridge regression of ``y`` (n, k) on ``Z``
+    with sample weights ``w``, its penalty picked from ``alphas`` by
+    leave-one-out error counted as repetitions count it.
+
+    RidgeCV's weighted leave-one-out leaves a whole weighted sample out, so a
+    weight of 3 does not select the penalty that three copies select. Here a
+    sample of weight ``w_i`` counts as ``w_i`` copies, one left out at a time:
+    its leverage is that of one copy, ``1/sum(w) + z_i' (Zc' W Zc + a I)^-1
+    z_i`` (``Zc`` centred by the weighted mean; the intercept is not
+    penalised), and its error ``w_i * (r_i / (1 - h_i))**2``. Unit weights give
+    RidgeCV's (exact) leave-one-out; zero weights are removed samples.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    total = w.sum()
+    z_mean = w @ Z / total
+    y_mean = w @ y / total
+    Zc, yc = Z - z_mean, y - y_mean
+    root = np.sqrt(w)[:, None]
+    U, S, Vt = np.linalg.svd(root * Zc, full_matrices=False)
+    Uty = U.T @ (root * yc)
+    proj = Zc @ Vt.T  # each sample's coordinates on the singular vectors
+    best = None
+    for alpha in alphas:
+        shrink = S / (S**2 + alpha)
+        coef = Vt.T @ (shrink[:, None] * Uty)  # (d, k)
+        leverage = 1.0 / total + (proj**2) @ (1.0 / (S**2 + alpha))
+        resid = (yc - Zc @ coef) / (1.0 - leverage)[:, None]
+        error = float(w @ (resid**2).sum(1))
+        if best is None or error < best[0]:
+            best = (error, coef)
+    coef = best[1].T  # (k, d)
+    intercept = y_mean - coef @ z_mean
+    return coef, intercept
 
 
 def set_head(head, weight, bias):

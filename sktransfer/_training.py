@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from ._checkpoint import TrainingState
+from ._sample_weight import unpack
 
 
 class TransferNet(nn.Module):
@@ -309,6 +310,12 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
         verbose=int(est.verbose),
     )
     extra = dict(est.net_params or {})
+    if "warm_start" in extra:
+        raise ValueError(
+            f"{type(est).__name__}: net_params['warm_start'] has no effect (fit "
+            f"builds a new skorch net); use the parameter warm_start=True to "
+            f"continue training the fitted network."
+        )
     # The user's callbacks run after sktransfer's (freezing, schedule,
     # early stopping), which they must not replace.
     user_callbacks = extra.pop("callbacks", None) or []
@@ -359,7 +366,8 @@ def train(net, train_ds, resume):
 
 
 class ValidScore(Callback):
-    """Records accuracy (or R^2) on the validation set after each epoch."""
+    """Records accuracy (or R^2) on the validation set after each epoch,
+    weighted by the sample weights when the targets carry them."""
 
     def __init__(self, name, score):
         self.name = name
@@ -368,12 +376,16 @@ class ValidScore(Callback):
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
         if dataset_valid is None:
             return
-        preds, targets = [], []
+        preds, targets, weights = [], [], []
         with torch.no_grad():
             for batch in net.get_iterator(dataset_valid, training=False):
                 preds.append(net.evaluation_step(batch, training=False).cpu())
-                targets.append(batch[1])
-        net.history.record(self.name, self.score(torch.cat(preds), torch.cat(targets)))
+                y, w = unpack(batch[1])
+                targets.append(y)
+                weights.append(w)
+        w = None if weights[0] is None else torch.cat(weights)
+        score = self.score(torch.cat(preds), torch.cat(targets), w)
+        net.history.record(self.name, score)
 
 
 def collate(batch):

@@ -344,3 +344,17 @@ def test_a_single_column_is_single_label():
     with pytest.warns(Warning, match="column-vector y was passed"):
         clf = _clf(max_epochs=2).fit(X, Y[:, :1])
     assert clf.predict(X).ndim == 1
+
+
+def test_decision_function_and_log_proba_are_per_label():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 0]).astype(int)
+    clf = FineTunedClassifier(
+        TinyMLP(), preprocessing="passthrough", max_epochs=2, random_state=0
+    ).fit(X, Y)
+    scores = clf.decision_function(X)
+    assert scores.shape == (40, 2)
+    proba = clf.predict_proba(X)
+    assert_allclose_float32(1 / (1 + np.exp(-scores)), proba)
+    assert_allclose_float32(np.exp(clf.predict_log_proba(X)), proba)
