@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # to the release this project is tested with.
 TORCH := "torch==2.14.1" "torchvision==0.29.1"
 
-.PHONY: setup demo test lint format
+.PHONY: setup demo test test-oldest lint format
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,25 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The suite on the oldest supported versions: a separate venv with every
+# dependency and extra at the floor pyproject declares (.ci/oldest-constraints.txt,
+# used as PIP_CONSTRAINT so that the build environment gets the setuptools floor
+# too; wheels only, as users get them). Rebuilt from scratch when either changes.
+OLDEST_VENV ?= .venv-oldest
+OLDEST := .ci/oldest-constraints.txt
+
+$(OLDEST_VENV)/.installed: pyproject.toml $(OLDEST)
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	PIP_CONSTRAINT=$(abspath $(OLDEST)) $(OLDEST_VENV)/bin/python -m pip install \
+		--quiet --only-binary=:all: -e ".[test]"
+	$(OLDEST_VENV)/bin/python -m pip list --format=freeze > $(OLDEST_VENV)/installed.txt
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -m pytest
 
 # ruff (lint and format check), as .ci/run and pre-commit run it
 lint: setup

@@ -219,7 +219,7 @@ def run_identity(params, data, y, classes=None, exclude=()):
     y = np.ascontiguousarray(y)
     h.update(f"{len(data)}:{y.dtype.str}:{y.shape}:".encode())
     h.update(y.tobytes())
-    h.update(repr(None if classes is None else list(classes)).encode())
+    h.update(_classes_text(classes).encode())
     if isinstance(data, torch.Tensor):
         h.update(data.contiguous().numpy().tobytes())
     else:
@@ -227,6 +227,27 @@ def run_identity(params, data, y, classes=None, exclude=()):
         for i in sorted(set(np.linspace(0, n - 1, min(n, 16)).astype(int).tolist())):
             h.update(data.key(i).encode())
     return {"config": config, "data": h.hexdigest()}
+
+
+def _classes_text(classes):
+    """``repr(list(classes))`` as NumPy 2 writes it, under any NumPy.
+
+    NumPy 2 writes a scalar ``np.int64(3)`` where NumPy 1 wrote ``3``; spelled
+    out here so that a checkpoint's identity does not change with NumPy.
+    """
+    if classes is None:
+        return "None"
+
+    def one(c):
+        if isinstance(c, np.bool_):
+            return f"np.{bool(c)}_"
+        if isinstance(c, (np.str_, np.bytes_)):
+            return f"np.{type(c).__name__}({c.item()!r})"
+        if isinstance(c, np.generic):
+            return f"np.{type(c).__name__}({c!s})"
+        return repr(c)
+
+    return "[" + ", ".join(one(c) for c in list(classes)) + "]"
 
 
 def _differences(saved, identity, params=()):

@@ -420,6 +420,9 @@ def test_unknown_timm_tag_lists_known_tags(timm):
 def test_list_timm_models(timm):
     names = list_timm_models()
     assert "resnet18" in names and "tf_efficientnet_lite0" in names
+    # only names sktransfer can build: each has timm's pretrained config
+    # (timm 0.9.2 lists six architectures without one)
+    assert all(timm.models.get_pretrained_cfg(name) is not None for name in names)
 
 
 def test_timm_preprocessing_offline(timm, no_network):

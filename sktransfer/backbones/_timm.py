@@ -51,13 +51,19 @@ def _import_timm(what="Using a timm backbone", extra="timm"):
 
 
 def list_timm_models():
-    """Names of every timm architecture (``timm.list_models()``).
+    """Names of the timm architectures sktransfer can build.
+
+    Those of ``timm.list_models()`` that have a pretrained config (their
+    preprocessing comes from it); some timm releases list architectures without
+    one (timm 0.9.2: ``efficientnet_b2a``, ``mnasnet_a1`` and four more).
 
     Returns
     -------
     names : list of str
     """
-    return list(_import_timm().list_models())
+    timm = _import_timm()
+    get_cfg = timm.models.get_pretrained_cfg
+    return [name for name in timm.list_models() if get_cfg(name) is not None]
 
 
 def _pretrained_cfg(name):
