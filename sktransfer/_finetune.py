@@ -36,6 +36,7 @@ from ._params import (
     FINETUNE_PARAMS,
     REGRESSOR_PARAMS,
     params_doc,
+    validate_params,
 )
 from ._probe_head import probe_classifier, probe_regressor, set_head
 from ._state import to_plain
@@ -48,6 +49,7 @@ from ._training import (
     split_blocks,
     train,
 )
+from ._tta import tta_model
 from .backbones._weights import load_state_dict_checked
 
 
@@ -213,8 +215,18 @@ class _FineTunedBase(PretrainedEstimator):
 
     def _decision(self, X):
         check_is_fitted(self, "net_")
+        tta = self.tta  # may be set after fit: checked here
+        if tta is not None:
+            validate_params(self, [p for p in self._params if p.name == "tta"])
         data = self._input_spec.read(self, X, reset=False)
-        return self._infer(self.net_.module_, data)[0]
+        model = tta_model(
+            self.net_.module_,
+            tta,
+            self._tta_combine,
+            owner=self._name,
+            images=self.preprocessing_ is not None,
+        )
+        return self._infer(model, data)[0]
 
     # -- saving without pickle: sktransfer.save / sktransfer.load ---------
     def _export(self):
@@ -307,6 +319,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     """
     _params = FINETUNE_PARAMS + CLASSIFIER_PARAMS
     _score_name = "valid_acc"
+    _tta_combine = "softmax"  # test-time augmentation averages probabilities
 
     def __init__(
         self,
@@ -337,6 +350,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         verbose=0,
         net_params=None,
         checkpoint_dir=None,
+        tta=None,
         class_weight=None,
         label_smoothing=0.0,
     ):
@@ -463,6 +477,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     """
     _params = FINETUNE_PARAMS + REGRESSOR_PARAMS
     _score_name = "valid_r2"
+    _tta_combine = "mean"
 
     def __init__(
         self,
@@ -493,6 +508,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         verbose=0,
         net_params=None,
         checkpoint_dir=None,
+        tta=None,
         target_scaling=True,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).
