@@ -19,6 +19,7 @@ _PUBLIC = {
     "list_backbones": ".backbones",
     "register_backbone": ".backbones",
     "save": "._persistence",
+    "export_onnx": "._export",
     "load": "._persistence",
     "skops_trusted_types": "._persistence",
     "logme_score": "._transferability",
