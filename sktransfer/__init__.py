@@ -20,6 +20,7 @@ _PUBLIC = {
     "register_backbone": ".backbones",
     "save": "._persistence",
     "export_onnx": "._export",
+    "plot_explanation": "._explain",
     "load": "._persistence",
     "skops_trusted_types": "._persistence",
     "logme_score": "._transferability",

@@ -25,6 +25,7 @@ from ._augment import make_augmentation
 from ._base import PretrainedEstimator, training_seed
 from ._checkpoint import after_interruption, training_state
 from ._device import wants_channels_last
+from ._explain import explain_classifier
 from ._features import FeatureModel
 from ._input_spec import (
     preprocessing_from_dict,
@@ -438,6 +439,48 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         """Predicted labels (of the type given in ``y``)."""
         decision = self._decision(X)  # checks the fitted state first
         return self.classes_[decision.argmax(axis=1)]
+
+    def explain(self, X, *, layer=None, target=None):
+        """Grad-CAM saliency maps: where in each image the evidence lies.
+
+        For each image, the gradient of the class score (the predicted
+        class, or ``target``) weighs the channels of a convolutional feature
+        map of the backbone; their positive sum, upsampled to the network's
+        input and scaled to [0, 1], is the heatmap (Selvaraju et al., 2017).
+        Draw one with :func:`sktransfer.plot_explanation`.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`predict` accepts (not passthrough arrays).
+        layer : str or None, default=None
+            The backbone module whose output is explained (a name from
+            ``dict(backbone.named_modules())``, as the extractor's
+            ``layer``). None: the last module that returns a feature map
+            (N, C, h, w) with more than one position, the last
+            convolutional stage.
+        target : label or None, default=None
+            Explain this class (one of ``classes_``) for every image; None
+            explains each image's predicted class.
+
+        Returns
+        -------
+        heatmaps : ndarray of shape (n_samples, H, W), float32
+            In [0, 1]; (H, W) is the network's input size, the image after
+            resizing and centre cropping.
+
+        Examples
+        --------
+        >>> from sktransfer import FineTunedClassifier
+        >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+        >>> X, y = make_shapes_dataset(n_per_class=10, size=16)
+        >>> clf = FineTunedClassifier(TinyConvNet(), max_epochs=2, augment="off",
+        ...     preprocessing={"resize_size": 16, "crop_size": 16}).fit(X, y)
+        >>> clf.explain(X[:3]).shape
+        (3, 16, 16)
+        """
+        check_is_fitted(self, "net_")
+        return explain_classifier(self, X, layer, target)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
