@@ -124,3 +124,26 @@ def test_tta_with_passthrough_input_is_refused():
     ).fit(X, y)
     with pytest.raises(ValueError, match=r"tta='flip' transforms images.*tta=None"):
         clf.set_params(tta="flip").predict(X)
+
+
+def test_tta_survives_save_and_load(tmp_path):
+    from sktransfer import load, register_backbone, save
+    from sktransfer.backbones import unregister_backbone
+
+    register_backbone("tta_tiny_cnn", lambda weights: TinyConvNet())
+    try:
+        X, y = make_shapes_dataset(n_per_class=8, size=16)
+        clf = FineTunedClassifier(
+            "tta_tiny_cnn",
+            weights=None,
+            max_epochs=1,
+            augment="off",
+            preprocessing=PREP,
+            tta="flip",
+        ).fit(X, y)
+        save(clf, tmp_path / "clf")
+        loaded = load(tmp_path / "clf")
+    finally:
+        unregister_backbone("tta_tiny_cnn")
+    assert loaded.tta == "flip"
+    assert_allclose_float32(loaded.predict_proba(X), clf.predict_proba(X))
