@@ -184,6 +184,7 @@ class BranchyNet(nn.Module):
         return self.fc(x)
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 def test_backbone_that_cannot_export_names_the_backbone(tmp_path, shapes):
     X, _ = shapes
     ext = PretrainedFeatureExtractor(BranchyNet(), preprocessing=PREP).fit(X)
