@@ -76,8 +76,9 @@ class _LayerFeatures(nn.Module):
 
 
 class _Head(nn.Module):
-    """What a fine-tuner does to the network's output: softmax (classifier)
-    or inverse target scaling and shape (regressor)."""
+    """What a fine-tuner does to the network's output: softmax (classifier),
+    sigmoid (a classifier whose ``_tta_combine`` is "sigmoid") or inverse
+    target scaling and shape (regressor)."""
 
     def __init__(self, kind, mean=None, scale=None, flat=False):
         super().__init__()
@@ -92,6 +93,8 @@ class _Head(nn.Module):
     def forward(self, x):
         if self.kind == "softmax":
             return torch.softmax(x, dim=1)
+        if self.kind == "sigmoid":  # per-label probabilities (multi-label)
+            return torch.sigmoid(x)
         if self.mean is not None:
             x = x * self.scale + self.mean
         return x.flatten() if self.flat else x
@@ -138,8 +141,8 @@ def _finetuner_network(est):
         owner=type(est).__name__,
         images=est.preprocessing_ is not None,
     )
-    if combine == "softmax":
-        return model, "probabilities", _Head("softmax")
+    if combine in ("softmax", "sigmoid"):
+        return model, "probabilities", _Head(combine)
     scaler = est._y_scaler
     head = _Head(
         "mean",
