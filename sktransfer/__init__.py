@@ -19,6 +19,8 @@ _PUBLIC = {
     "list_backbones": ".backbones",
     "register_backbone": ".backbones",
     "save": "._persistence",
+    "export_onnx": "._export",
+    "plot_explanation": "._explain",
     "load": "._persistence",
     "skops_trusted_types": "._persistence",
     "logme_score": "._transferability",

@@ -25,6 +25,7 @@ from ._augment import make_augmentation
 from ._base import PretrainedEstimator, training_seed
 from ._checkpoint import after_interruption, training_state
 from ._device import wants_channels_last
+from ._explain import explain_classifier
 from ._features import FeatureModel
 from ._input_spec import (
     preprocessing_from_dict,
@@ -71,6 +72,7 @@ from ._training import (
     split_blocks,
     train,
 )
+from ._tta import tta_model
 from ._warm_start import continued_fit
 from .backbones._weights import load_state_dict_checked
 
@@ -268,8 +270,18 @@ class _FineTunedBase(PretrainedEstimator):
 
     def _decision(self, X):
         check_is_fitted(self, "net_")
+        tta = self.tta  # may be set after fit: checked here
+        if tta is not None:
+            validate_params(self, [p for p in self._params if p.name == "tta"])
         data = self._input_spec.read(self, X, reset=False)
-        return self._infer(self.net_.module_, data)[0]
+        model = tta_model(
+            self.net_.module_,
+            tta,
+            self._tta_combine,
+            owner=self._name,
+            images=self.preprocessing_ is not None,
+        )
+        return self._infer(model, data)[0]
 
     # -- saving without pickle: sktransfer.save / sktransfer.load ---------
     def _export(self):
@@ -375,6 +387,12 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     _score_name = "valid_acc"
     _multilabel = False  # set by fit: y was a multi-label indicator matrix
 
+    @property
+    def _tta_combine(self):
+        # test-time augmentation averages probabilities: per label (sigmoid)
+        # for a multi-label fit, over classes (softmax) otherwise
+        return "sigmoid" if self._multilabel else "softmax"
+
     def __init__(
         self,
         backbone="resnet18",
@@ -405,6 +423,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         net_params=None,
         checkpoint_dir=None,
         warm_start=False,
+        tta=None,
         class_weight=None,
         label_smoothing=0.0,
         threshold=0.5,
@@ -622,6 +641,48 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
             return multilabel_predict(proba, self.threshold, self._indicator_dtype)
         return self.classes_[decision.argmax(axis=1)]
 
+    def explain(self, X, *, layer=None, target=None):
+        """Grad-CAM saliency maps: where in each image the evidence lies.
+
+        For each image, the gradient of the class score (the predicted
+        class, or ``target``) weighs the channels of a convolutional feature
+        map of the backbone; their positive sum, upsampled to the network's
+        input and scaled to [0, 1], is the heatmap (Selvaraju et al., 2017).
+        Draw one with :func:`sktransfer.plot_explanation`.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`predict` accepts (not passthrough arrays).
+        layer : str or None, default=None
+            The backbone module whose output is explained (a name from
+            ``dict(backbone.named_modules())``, as the extractor's
+            ``layer``). None: the last module that returns a feature map
+            (N, C, h, w) with more than one position, the last
+            convolutional stage.
+        target : label or None, default=None
+            Explain this class (one of ``classes_``) for every image; None
+            explains each image's predicted class.
+
+        Returns
+        -------
+        heatmaps : ndarray of shape (n_samples, H, W), float32
+            In [0, 1]; (H, W) is the network's input size, the image after
+            resizing and centre cropping.
+
+        Examples
+        --------
+        >>> from sktransfer import FineTunedClassifier
+        >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+        >>> X, y = make_shapes_dataset(n_per_class=10, size=16)
+        >>> clf = FineTunedClassifier(TinyConvNet(), max_epochs=2, augment="off",
+        ...     preprocessing={"resize_size": 16, "crop_size": 16}).fit(X, y)
+        >>> clf.explain(X[:3]).shape
+        (3, 16, 16)
+        """
+        check_is_fitted(self, "net_")
+        return explain_classifier(self, X, layer, target)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
@@ -663,6 +724,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     """
     _params = FINETUNE_PARAMS + REGRESSOR_PARAMS
     _score_name = "valid_r2"
+    _tta_combine = "mean"
 
     def __init__(
         self,
@@ -694,6 +756,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         net_params=None,
         checkpoint_dir=None,
         warm_start=False,
+        tta=None,
         target_scaling=True,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).

@@ -191,6 +191,23 @@ FREEZE = AnyOf(
     f"one of {list(FREEZES)} or an int >= 0 (the number of last backbone "
     f"blocks to train)",
 )
+
+
+@dataclass(frozen=True)
+class _TTA(Constraint):
+    description: str = 'None, "flip" or an int in [1, 10] (the number of views)'
+
+    def accepts(self, value):
+        if value is None or value == "flip":
+            return True
+        return (
+            isinstance(value, numbers.Integral)
+            and not isinstance(value, bool)
+            and 1 <= value <= 10
+        )
+
+
+TTA = _TTA()
 CLASS_WEIGHT = AnyOf(
     (Options(("balanced",)), InstanceOf(dict, "a dict", none=True)),
     "None, 'balanced' or a dict {label: weight}",
@@ -206,7 +223,8 @@ class Param:
     (``sktransfer.save`` suggests saving a copy without it).
     ``affects_training``: whether it changes what training computes (when
     not, a checkpoint of a run with another value still resumes).
-    ``legacy``: for a parameter added after 0.1.0, the value that does what
+    ``legacy``: for a parameter added after 0.1.0 (``added=True`` when that
+    value is None), the value that does what
     sktransfer did before it existed; a pickle, save folder or checkpoint
     written without it reads as that value (not as the new default).
     """
@@ -220,6 +238,7 @@ class Param:
     affects_training: bool = True
     default_doc: str | None = None  # how the docs write the default
     legacy: object = None
+    added: bool = False  # added after 0.1.0: its legacy value may be None
 
 
 EXTRACTOR_PARAMS = (
@@ -688,6 +707,25 @@ FINETUNE_PARAMS = (
         """,
         legacy=False,
     ),
+    Param(
+        "tta",
+        None,
+        TTA,
+        '"flip", int or None',
+        """
+        Test-time augmentation, at predict time only (training never sees
+        it): predictions are averaged over deterministic views of each
+        preprocessed image. ``"flip"``: the image and its horizontal mirror.
+        An int ``n`` (1 to 10): the first ``n`` of identity, flip, shifts by
+        1/16 of the side right, left, down, up, and the same shifts of the
+        mirror (``1`` is the plain prediction). Classifiers average
+        probabilities, regressors predictions. Costs ``n`` forward passes;
+        can be set on a fitted estimator (``set_params(tta="flip")``).
+        Images only (not ``preprocessing="passthrough"``).
+        """,
+        affects_training=False,
+        added=True,
+    ),
 )
 
 
@@ -784,7 +822,7 @@ def legacy_values(params, present):
     return {
         p.name: p.legacy
         for p in params
-        if p.legacy is not None and p.name not in present
+        if (p.legacy is not None or p.added) and p.name not in present
     }
 
 

@@ -85,7 +85,7 @@ def test_finetune_recipe_benchmark_smoke_writes_json_and_markdown(tmp_path):
 def test_multilabel_benchmark_smoke_writes_json_and_markdown(tmp_path):
     # Synthetic items: the full run needs the Debian dataset-fashion-mnist package.
     script = ROOT / "benchmarks" / "multilabel" / "run.py"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     subprocess.run(
         [sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
         check=True,
@@ -99,3 +99,20 @@ def test_multilabel_benchmark_smoke_writes_json_and_markdown(tmp_path):
         assert 0 <= row[method]["f1_samples"] <= 1
         assert 0 <= row[method]["hamming_loss"] <= 1
     assert (tmp_path / "results.md").read_text().startswith("# Multi-label")
+
+
+def test_tta_benchmark_smoke_writes_json_and_markdown(tmp_path):
+    script = ROOT / "benchmarks" / "tta" / "run.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run(
+        [sys.executable, str(script), "--smoke", "--output", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env=env,
+    )
+    report = json.loads((tmp_path / "results.json").read_text())
+    (row,) = report["rows"]
+    for key in ("tta=None", "tta=flip", "tta=6", "tta=10"):
+        assert 0 <= row[key] <= 1
+    assert (tmp_path / "results.md").read_text().startswith("# Test-time augmentation")
