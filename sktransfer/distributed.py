@@ -28,7 +28,9 @@ __all__ = [
     "device_for_rank",
     "extract_to_parquet",
     "gpu_worker_env",
+    "local_gpu_cluster",
     "require_backend",
+    "worker_cache_stats",
 ]
 
 _BACKENDS = {
@@ -194,3 +196,96 @@ def _check_count(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}.")
     return value
+
+
+def local_gpu_cluster(n_workers, n_gpus=None, **scheduler_options):
+    """A Dask cluster of worker processes on this machine, one GPU each.
+
+    Worker ``i`` starts with :func:`gpu_worker_env` ``(i, n_gpus)``: it sees
+    only GPU ``i mod n_gpus`` (as ``cuda:0``), so estimators with
+    ``device="auto"`` in a ``joblib.parallel_backend("dask")`` search spread
+    over the GPUs. Each worker has one thread. Without GPUs the workers are
+    plain CPU workers (and see no GPU).
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes (>= 1).
+    n_gpus : int or None, default=None
+        GPUs to spread them over; None: ``torch.cuda.device_count()``.
+    **scheduler_options
+        Passed to ``distributed.Scheduler`` (default ``dashboard_address=":0"``).
+
+    Returns
+    -------
+    cluster : distributed.SpecCluster
+        Use it as a context manager, with ``distributed.Client(cluster)``.
+
+    Examples
+    --------
+    >>> from sktransfer.distributed import local_gpu_cluster
+    >>> def start():  # doctest: +SKIP
+    ...     from dask.distributed import Client
+    ...     with local_gpu_cluster(2) as cluster, Client(cluster) as client:
+    ...         return client.run(os.getenv, "CUDA_VISIBLE_DEVICES")
+    """
+    distributed = require_backend("dask")
+    if n_gpus is None:
+        import torch
+
+        n_gpus = torch.cuda.device_count()
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}.")
+    workers = {
+        i: {
+            "cls": distributed.Nanny,
+            "options": {"nthreads": 1, "env": gpu_worker_env(i, n_gpus)},
+        }
+        for i in range(n_workers)
+    }
+    scheduler = {
+        "cls": distributed.Scheduler,
+        "options": {"dashboard_address": ":0", **scheduler_options},
+    }
+    return distributed.SpecCluster(workers=workers, scheduler=scheduler)
+
+
+_PINNED_CACHES = {}  # folder -> FeatureCache kept alive in this process
+
+
+def worker_cache_stats(folder):
+    """Hits and misses of this process's disk cache on ``folder``.
+
+    The first call (run it on every worker before the work:
+    ``client.run(worker_cache_stats, folder)``) keeps the process's
+    :class:`~sktransfer.FeatureCache` for that folder alive, so that every
+    extractor there with ``cache=folder`` counts on it; later calls read the
+    counts. It checks the folder first (:func:`check_cache_folder`).
+
+    Parameters
+    ----------
+    folder : str or path
+        The cache folder, as given to the extractors' ``cache``.
+
+    Returns
+    -------
+    stats : dict
+        ``{"hits", "misses", "pid"}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sktransfer.distributed import worker_cache_stats
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     stats = worker_cache_stats(folder)
+    >>> stats["hits"], stats["misses"]
+    (0, 0)
+    """
+    from ._cache import resolve_cache
+
+    check_cache_folder(folder)
+    key = str(Path(folder).absolute())
+    if key not in _PINNED_CACHES:
+        _PINNED_CACHES[key] = resolve_cache(key, "worker_cache_stats")
+    cache = _PINNED_CACHES[key]
+    return {"hits": cache.hits, "misses": cache.misses, "pid": os.getpid()}
