@@ -38,7 +38,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml $(OLDEST)
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	PIP_CONSTRAINT=$(abspath $(OLDEST)) $(OLDEST_VENV)/bin/python -m pip install \
-		--quiet --only-binary=:all: -e ".[test]"
+		--quiet --only-binary=:all: -e ".[test-core]"
 	$(OLDEST_VENV)/bin/python -m pip list --format=freeze > $(OLDEST_VENV)/installed.txt
 	touch $@
 

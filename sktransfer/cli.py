@@ -1,4 +1,5 @@
-"""The ``sktransfer`` command: ``sktransfer demo`` and ``sktransfer backbones``."""
+"""The ``sktransfer`` command: ``sktransfer demo``, ``sktransfer backbones`` and
+``sktransfer extract``."""
 
 from __future__ import annotations
 
@@ -78,6 +79,14 @@ def _names(text):
 
 def _layers(text):
     return tuple(None if t == "None" else t for t in _names(text))
+
+
+def _folder(text):
+    from pathlib import Path
+
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return text
 
 
 def _parser():
@@ -227,6 +236,7 @@ def _parser():
         "seed, 100 test images, 32 px, one fine-tuning epoch, Lite0 x 2 layers); "
         "the figures mean nothing",
     )
+    _add_extract(sub)
     lst = sub.add_parser("backbones", help="list the backbone names")
     lst.add_argument(
         "--source",
@@ -236,6 +246,123 @@ def _parser():
         "and torchvision)",
     )
     return parser
+
+
+def _add_extract(sub):
+    from ._batch_extract import ENGINES
+
+    ext = sub.add_parser(
+        "extract",
+        help="features of a folder of images -> Parquet",
+        description=(
+            "Run a pretrained backbone over every image file under FOLDER "
+            "(recursively: .png .jpg .jpeg .bmp .gif .tif .tiff .webp) and write "
+            "a path column and one float32 column per feature to Parquet, one "
+            "batch at a time (memory bounded by the batch, not the folder)."
+        ),
+    )
+    ext.add_argument("folder", type=_folder, metavar="FOLDER", help="image folder")
+    ext.add_argument(
+        "-o",
+        "--output",
+        default="features.parquet",
+        help="Parquet file (engine local) or folder of Parquet files (dask, "
+        "ray); default features.parquet",
+    )
+    ext.add_argument(
+        "--backbone",
+        type=_backbone,
+        default="efficientnet_lite0",
+        help="any name from `sktransfer backbones` (default: the offline "
+        "ImageNet EfficientNet-Lite0)",
+    )
+    ext.add_argument(
+        "--layer",
+        default=None,
+        help="layer whose pooled output are the features (default: the "
+        "backbone's pre-classifier features)",
+    )
+    ext.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=256,
+        help="images per batch, decoded and written together (default 256)",
+    )
+    ext.add_argument(
+        "--engine",
+        default="local",
+        choices=ENGINES,
+        help="local (this process, default), dask (a local cluster of "
+        "--workers processes) or ray (a local Ray Data actor pool of --workers)",
+    )
+    ext.add_argument(
+        "--workers",
+        type=_positive,
+        default=2,
+        help="worker processes for dask and ray (default 2)",
+    )
+    ext.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N, mps or auto (default: the best available)",
+    )
+    ext.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _extract(args):
+    from pathlib import Path
+
+    from ._batch_extract import extract_to_parquet
+    from ._extractor import PretrainedFeatureExtractor
+
+    paths = sorted(
+        str(p)
+        for p in Path(args.folder).rglob("*")
+        if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+    )
+    if not paths:
+        raise ValueError(
+            f"no image file under {args.folder!r} (looked for "
+            f"{', '.join(sorted(_IMAGE_SUFFIXES))})"
+        )
+    extractor = PretrainedFeatureExtractor(
+        args.backbone, layer=args.layer, device=args.device, on_error="warn"
+    )
+    start = time.perf_counter()
+    options = {"batch_size": args.batch_size, "progress": not args.quiet}
+    if args.engine == "dask":
+        from .distributed import require_backend
+
+        distributed = require_backend("dask")
+        with (
+            distributed.LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            n = extract_to_parquet(
+                paths, args.output, extractor, engine="dask", client=client, **options
+            )
+    else:
+        n = extract_to_parquet(
+            paths,
+            args.output,
+            extractor,
+            engine=args.engine,
+            n_workers=args.workers,
+            **options,
+        )
+    seconds = time.perf_counter() - start
+    print(
+        f"Wrote {n} rows to {args.output} in {seconds:.1f} s ({n / seconds:.0f} images/s)."
+    )
+    return 0
 
 
 def main(argv=None):
@@ -249,6 +376,8 @@ def main(argv=None):
 
             print("\n".join(list_backbones(args.source)))
             return 0
+        if args.command == "extract":
+            return _extract(args)
         return _demo(args)
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"sktransfer {args.command}: error: {exc}", file=sys.stderr)

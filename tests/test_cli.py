@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sktransfer.cli import main
@@ -254,3 +255,55 @@ def test_errors_while_running_exit_1_with_one_line(tmp_path, capsys, monkeypatch
     assert main(_demo_args(tmp_path)) == 1
     err = capsys.readouterr().err
     assert err == "sktransfer demo: error: Cannot download the weights (offline)\n"
+
+
+# -- sktransfer extract ------------------------------------------------------------
+def test_extract_writes_parquet_of_a_folder(tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from PIL import Image
+
+    (tmp_path / "images" / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["a.png", "b.jpg", "sub/c.png"]
+    for name in names:
+        pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "images" / name)
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    out = tmp_path / "features.parquet"
+    argv = ["extract", str(tmp_path / "images"), "-o", str(out), "--batch-size", "2"]
+    assert main(argv + ["--device", "cpu", "--quiet"]) == 0
+    assert f"Wrote 3 rows to {out}" in capsys.readouterr().out
+    table = pq.read_table(out)
+    assert table.shape == (3, 1 + 1280)  # path + Lite0's pooled features
+    assert [Path(p).name for p in table.column("path").to_pylist()] == [
+        "a.png",
+        "b.jpg",
+        "c.png",
+    ]
+    assert pq.ParquetFile(out).num_row_groups == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "0"], "argument --batch-size: 0 is not >= 1"),
+        (["--engine", "spark"], "argument --engine: invalid choice: 'spark'"),
+        (["--backbone", "resnet_18"], "argument --backbone:"),
+    ],
+)
+def test_extract_bad_arguments_exit_2_in_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", str(tmp_path)] + args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_extract_missing_folder_and_empty_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["extract", str(tmp_path / "nope")])
+    assert exc.value.code == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["extract", str(tmp_path), "-o", str(tmp_path / "o.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sktransfer extract: error: no image file under")
