@@ -109,15 +109,17 @@ class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
         indices=None,
         n_threads=1,
         on_error="raise",
-        precision="float32",
+        precision=None,
         channels_last=False,
         progress=None,
         n_features=None,
     ):
         """Run ``model`` (in eval mode) over ``data`` (an ImageSequence or a
         tensor; the rows ``indices``, default all). Returns (float32 array,
-        list of BadImage)."""
+        list of BadImage). ``precision`` None: the estimator's own."""
         model.eval()
+        if precision is None:
+            precision = getattr(self, "precision", "float32")
         n = len(data) if indices is None else len(indices)
         if isinstance(data, torch.Tensor):
             if indices is not None:

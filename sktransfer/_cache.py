@@ -419,6 +419,7 @@ def model_key(
     precision,
     device,
     lazy=False,
+    compile=False,
 ):
     """``(key, description)``: what, besides the image, determines a feature
     vector of the FeatureModel ``model``.
@@ -450,6 +451,8 @@ def model_key(
         "precision": precision,
         "device": device.type,
     }
+    if compile:  # compiled kernels may round differently (absent: keys as before)
+        description["compile"] = True
     return digest(description), description
 
 

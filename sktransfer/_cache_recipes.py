@@ -36,7 +36,7 @@ from .backbones._weights import names_exact_values
 RECIPE_FORMAT = 1
 
 
-def recipe_key(recipe, *, seed, layer, pooling, precision, device):
+def recipe_key(recipe, *, seed, layer, pooling, precision, device, compile=False):
     """``(key, persist)`` of a :class:`~sktransfer.backbones._load.BackboneRecipe`
     with the extractor's settings, or ``(None, False)`` when they do not
     determine the network."""
@@ -59,6 +59,7 @@ def recipe_key(recipe, *, seed, layer, pooling, precision, device):
         "pooling": pooling,
         "precision": precision,
         "device": device.type,
+        "compile": bool(compile),
     }
     try:
         json.dumps(description)

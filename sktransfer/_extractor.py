@@ -93,6 +93,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         random_state=None,
         verbose=0,
         cache=None,
+        compile=False,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).
         self._store_params(locals())
@@ -121,7 +122,9 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         self._cache = resolve_cache(self.cache, self._name)
         known = self._known_recipe()
         if known is None:
-            self._build_backbone(self._resolve(), self.layer, self.pooling)
+            self._build_backbone(
+                self._resolve(), self.layer, self.pooling, self.compile
+            )
         else:  # the cache knows the model key: the network waits for a miss
             recipe, _, (key, info, width, layers) = known
             self._set_resolved(
@@ -174,10 +177,12 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
                 seed=deferred["seed"],
                 owner=self._name,
             )
-            self._build_backbone(loaded, deferred["layer"], deferred["pooling"])
+            self._build_backbone(
+                loaded, deferred["layer"], deferred["pooling"], deferred["compile"]
+            )
         return self._backbone
 
-    def _build_backbone(self, loaded, layer, pooling):
+    def _build_backbone(self, loaded, layer, pooling, compile):
         """Set ``backbone_`` (and what goes with it) from a LoadedBackbone."""
         layers = check_layers(
             loaded.model, layer, backbone_name=loaded.name, owner=self._name
@@ -187,6 +192,8 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         if self._channels_last:
             model = model.to(memory_format=torch.channels_last)
         self._backbone = model.to(self.device_).eval()
+        if compile:
+            self._backbone.compile()  # in place: state dict keys unchanged
         self._layers = layers
 
     def _deferred_build(self):
@@ -199,6 +206,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
             "seed": init_seed(self.random_state),
             "layer": copy.deepcopy(self.layer),
             "pooling": self.pooling,
+            "compile": self.compile,
         }
 
     def _recipe(self):
@@ -223,6 +231,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
             pooling=self.pooling,
             precision=self.precision,
             device=resolve_device(self.device, self._name),
+            compile=self.compile,
         )
         return None if key is None else (recipe, key, persist)
 
@@ -261,6 +270,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
             precision=self.precision,
             device=self.device_,
             lazy=lazy,
+            compile=self.compile,
         )
 
     def _first_readable(self, data):

@@ -337,6 +337,9 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         verbose=0,
         net_params=None,
         checkpoint_dir=None,
+        precision="float32",
+        n_jobs=0,
+        compile=False,
         class_weight=None,
         label_smoothing=0.0,
     ):
@@ -493,6 +496,9 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         verbose=0,
         net_params=None,
         checkpoint_dir=None,
+        precision="float32",
+        n_jobs=0,
+        compile=False,
         target_scaling=True,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).

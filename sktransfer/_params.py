@@ -385,6 +385,21 @@ EXTRACTOR_PARAMS = (
         cached.
         """,
     ),
+    Param(
+        "compile",
+        False,
+        BOOLEAN,
+        "bool",
+        """
+        Compile the network's forward pass with ``torch.compile``
+        (``nn.Module.compile``, in place: weights and saved files are
+        unchanged). The first batches take longer (compilation); worth it for
+        long runs on a GPU. Results may differ from the eager network's in
+        the last float32 bits.
+        """,
+        affects_training=False,
+        legacy=False,
+    ),
 )
 
 
@@ -671,6 +686,49 @@ FINETUNE_PARAMS = (
         running at the same time (e.g. in ``GridSearchCV``).
         """,
         affects_training=False,
+    ),
+    Param(
+        "precision",
+        "float32",
+        Options(tuple(PRECISIONS)),
+        '{"float32", "bfloat16", "float16"}',
+        """
+        Autocast precision of the forward passes, in training and prediction
+        (outputs and the loss stay float32). ``"float16"`` scales the loss
+        (``torch.amp.GradScaler``) so that small gradients do not underflow.
+        Meant for GPUs with tensor cores (``"bfloat16"`` needs Ampere or
+        newer).
+        """,
+        legacy="float32",
+    ),
+    Param(
+        "n_jobs",
+        0,
+        Interval(int, 0),
+        "int",
+        """
+        DataLoader worker processes decoding and augmenting the training and
+        validation images while the network trains (kept between epochs);
+        0 does it in the training process. On CUDA, batches are in pinned
+        memory and copied without blocking.
+        """,
+        affects_training=False,
+        legacy=0,
+    ),
+    Param(
+        "compile",
+        False,
+        BOOLEAN,
+        "bool",
+        """
+        Compile the network's forward pass with ``torch.compile``
+        (``nn.Module.compile``, in place: weights and saved files are
+        unchanged). The first batches take longer (compilation); worth it for
+        long runs on a GPU. Results may differ from the eager network's in
+        the last float32 bits.
+        """,
+        affects_training=False,
+        legacy=False,
     ),
 )
 

@@ -20,6 +20,7 @@ from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import default_collate
 
+from ._amp import MixedPrecisionNet, loader_params
 from ._checkpoint import TrainingState
 
 
@@ -261,7 +262,6 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
     of sktransfer's callbacks; the user's callbacks from ``net_params`` come
     after it.
     """
-    from skorch import NeuralNet
     from skorch.callbacks import EarlyStopping
     from skorch.helper import predefined_split
 
@@ -318,8 +318,11 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
             f"skorch callbacks (or (name, callback) pairs), got {user_callbacks!r}."
         )
     callbacks.extend(user_callbacks)
+    params.update(loader_params(est.n_jobs, est.device_))
     params.update(extra)
-    return NeuralNet(**params)
+    if est.compile:
+        module.compile()  # in place: state dict keys unchanged
+    return MixedPrecisionNet(**params, precision=est.precision)
 
 
 def restored_net(estimator, module, criterion, history):

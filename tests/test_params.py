@@ -146,6 +146,8 @@ def test_persistence_and_checkpoints_read_the_tables():
     assert names(FINETUNE_PARAMS, affects_training=False) == (
         "verbose",
         "checkpoint_dir",
+        "n_jobs",
+        "compile",
     )
     # No other list of parameter names is left in these modules.
     for module in (_persistence, _checkpoint):
