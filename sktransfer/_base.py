@@ -21,6 +21,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ._accelerate import make_accelerator
 from ._device import resolve_device
 from ._inference import iter_array_batches, iter_image_batches, run_inference
 from ._input_spec import InputSpec
@@ -77,7 +78,15 @@ class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
             seed=init_seed(self.random_state),
             owner=self._name,
         )
-        self.device_ = resolve_device(self.device, self._name)
+        self._accelerator = make_accelerator(
+            getattr(self, "accelerator", None),
+            self._name,
+            getattr(self, "precision", "float32"),
+        )
+        if self._accelerator is not None:  # it places the module (its process's GPU)
+            self.device_ = self._accelerator.device
+        else:
+            self.device_ = resolve_device(self.device, self._name)
         self._set_resolved(
             loaded.preprocessing, loaded.weights_id, loaded.name, self.device_
         )

@@ -197,6 +197,11 @@ CLASS_WEIGHT = AnyOf(
 )
 
 
+# The ``legacy`` of a parameter added after 0.1.0 whose legacy value is None
+# (``legacy=None`` means "not added later").
+LEGACY_NONE = type("LegacyNone", (), {"__repr__": lambda self: "LEGACY_NONE"})()
+
+
 # -- the tables -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Param:
@@ -688,6 +693,23 @@ FINETUNE_PARAMS = (
         affects_training=False,
     ),
     Param(
+        "accelerator",
+        None,
+        Resolved("make_accelerator"),
+        'None, "auto" or accelerate.Accelerator',
+        """
+        Train through Hugging Face Accelerate (skorch's ``AccelerateMixin``):
+        ``"auto"`` creates an ``Accelerator()`` in ``fit``; or pass your own
+        (e.g. ``Accelerator(mixed_precision="bf16")``). The accelerator
+        places the network (``device`` is then ignored) and, started with
+        ``accelerate launch``, trains on several GPUs or processes. Needs
+        ``pip install "sktransfer[accelerate]"``.
+        """,
+        fit_only=True,
+        affects_training=False,
+        legacy=LEGACY_NONE,
+    ),
+    Param(
         "precision",
         "float32",
         Options(tuple(PRECISIONS)),
@@ -811,7 +833,7 @@ def legacy_values(params, present):
     """``{name: legacy value}`` of the parameters of ``params`` that were
     added after 0.1.0 and are missing from ``present`` (names)."""
     return {
-        p.name: p.legacy
+        p.name: None if p.legacy is LEGACY_NONE else p.legacy
         for p in params
         if p.legacy is not None and p.name not in present
     }

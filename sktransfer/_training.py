@@ -20,6 +20,7 @@ from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import default_collate
 
+from ._accelerate import accelerated_net_class
 from ._amp import MixedPrecisionNet, loader_params
 from ._checkpoint import TrainingState
 
@@ -322,6 +323,10 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
     params.update(extra)
     if est.compile:
         module.compile()  # in place: state dict keys unchanged
+    accelerator = getattr(est, "_accelerator", None)
+    if accelerator is not None:
+        params["device"] = None  # the accelerator places module and batches
+        return accelerated_net_class()(**params, accelerator=accelerator)
     return MixedPrecisionNet(**params, precision=est.precision)
 
 

@@ -142,10 +142,12 @@ def test_persistence_and_checkpoints_read_the_tables():
         "train_transform",
         "random_state",
         "net_params",
+        "accelerator",
     )
     assert names(FINETUNE_PARAMS, affects_training=False) == (
         "verbose",
         "checkpoint_dir",
+        "accelerator",
         "n_jobs",
         "compile",
     )
