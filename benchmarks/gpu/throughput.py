@@ -184,6 +184,7 @@ def summary(values):
         "min": min(values),
         "max": max(values),
         "n": len(values),
+        "values": list(values),
     }
 
 
@@ -196,7 +197,7 @@ def markdown(results):
         f"Device: {env['gpu'] or 'CPU'}; {env['cpu']} ({env['cpu_count']} cores); "
         f"torch {env['versions']['torch']}, sktransfer {env['versions']['sktransfer']}. "
         f"{results['config']['size']} px, batch {results['config']['batch']}. "
-        "Medians of images/s (min-max, n).",
+        "Medians of images/s over the repetitions (all values in results.json).",
         "",
         "| model | precision | transform | forward pass alone | transform / forward "
         "| fine-tuning epoch | hand-written loop | fine-tuning / loop |",
