@@ -21,6 +21,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ._accelerate import make_accelerator
 from ._device import resolve_device
 from ._inference import iter_array_batches, iter_image_batches, run_inference
 from ._input_spec import InputSpec
@@ -52,6 +53,7 @@ class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
     """
 
     _params = ()
+    _accelerator = None  # set by fit while an accelerator is in use
 
     def _store_params(self, values):
         """The body of ``__init__``: store every parameter of the table as
@@ -77,7 +79,19 @@ class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
             seed=init_seed(self.random_state),
             owner=self._name,
         )
-        self.device_ = resolve_device(self.device, self._name)
+        accelerator = make_accelerator(
+            getattr(self, "accelerator", None),
+            self._name,
+            getattr(self, "precision", "float32"),
+        )
+        # An instance attribute only while an accelerator is in use (a process
+        # bound object, not part of the pickled state; the class says None).
+        self.__dict__.pop("_accelerator", None)
+        if accelerator is not None:  # it places the module (its process's GPU)
+            self._accelerator = accelerator
+            self.device_ = accelerator.device
+        else:
+            self.device_ = resolve_device(self.device, self._name)
         self._set_resolved(
             loaded.preprocessing, loaded.weights_id, loaded.name, self.device_
         )
@@ -109,15 +123,17 @@ class PretrainedEstimator(PlainPickleMixin, BaseEstimator):
         indices=None,
         n_threads=1,
         on_error="raise",
-        precision="float32",
+        precision=None,
         channels_last=False,
         progress=None,
         n_features=None,
     ):
         """Run ``model`` (in eval mode) over ``data`` (an ImageSequence or a
         tensor; the rows ``indices``, default all). Returns (float32 array,
-        list of BadImage)."""
+        list of BadImage). ``precision`` None: the estimator's own."""
         model.eval()
+        if precision is None:
+            precision = getattr(self, "precision", "float32")
         n = len(data) if indices is None else len(indices)
         if isinstance(data, torch.Tensor):
             if indices is not None:

@@ -44,6 +44,7 @@ _MAGIC = b"SKTF1\n"  # file format: magic, 16-byte digest, float32 payload
 _DIGEST = 16
 _SUFFIX = ".f32"
 _STALE_TMP_SECONDS = 3600
+_RECIPES = "recipes"  # folder of the recipe entries (not a model key: not hex)
 
 
 class FeatureCache:
@@ -104,6 +105,7 @@ class FeatureCache:
         self.misses = 0
         self._lock = threading.Lock()
         self._token = uuid.uuid4().hex
+        self._recipes = {}  # recipe key -> model key, width (_cache_recipes)
         if self.location is None:
             self._entries = OrderedDict()
             self._nbytes = 0
@@ -135,6 +137,30 @@ class FeatureCache:
             self._memory_put(model_key, vectors)
         else:
             self._disk_put(model_key, vectors, description)
+
+    def _get_recipe(self, recipe_key):
+        """What an extractor stored with :meth:`_put_recipe` (see
+        ``_cache_recipes``), or None: in memory, else on disk."""
+        entry = self._recipes.get(recipe_key)
+        if entry is None and self.location is not None:
+            try:
+                path = self.location / _RECIPES / f"{recipe_key}.json"
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+            self._recipes[recipe_key] = entry
+        return entry
+
+    def _put_recipe(self, recipe_key, entry, persist=True):
+        """Remember ``entry`` (a JSON-able dict) under ``recipe_key``; on disk
+        too when ``persist`` (it holds in every process)."""
+        self._recipes[recipe_key] = entry
+        if persist and self.location is not None:
+            text = json.dumps(entry, sort_keys=True).encode()
+            atomic_write(
+                self.location / _RECIPES / f"{recipe_key}.json",
+                lambda p: p.write_bytes(text),
+            )
 
     # -- public helpers ------------------------------------------------------
     def clear(self):
@@ -393,6 +419,7 @@ def model_key(
     precision,
     device,
     lazy=False,
+    compile=False,
 ):
     """``(key, description)``: what, besides the image, determines a feature
     vector of the FeatureModel ``model``.
@@ -403,9 +430,6 @@ def model_key(
     function chose, whose code may change under the same name, or lazily
     initialised modules) the digest of the values themselves is used.
     """
-    import torch
-    import torchvision
-
     weights = weights_id
     if lazy or not names_exact_values(weights):
         weights = state_dict_identity(model.state_dict())
@@ -415,12 +439,7 @@ def model_key(
     ]
     description = {
         "format": KEY_FORMAT,
-        "versions": {
-            "sktransfer": sktransfer.__version__,
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "timm": _installed_version("timm"),
-        },
+        "versions": library_versions(),
         "backbone": backbone_name,
         "weights": weights,
         "architecture": digest(architecture),
@@ -432,7 +451,22 @@ def model_key(
         "precision": precision,
         "device": device.type,
     }
+    if compile:  # compiled kernels may round differently (absent: keys as before)
+        description["compile"] = True
     return digest(description), description
+
+
+def library_versions():
+    """The versions of the libraries that determine a feature vector."""
+    import torch
+    import torchvision
+
+    return {
+        "sktransfer": sktransfer.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": _installed_version("timm"),
+    }
 
 
 def image_keys(data, n_threads=1):

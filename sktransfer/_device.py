@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -36,8 +37,27 @@ def resolve_device(device, owner):
         raise ValueError(
             f"{owner}: device {device!r} is not available on this machine; use "
             f"device='auto' to pick the best available one, or device='cpu'."
+            + (_why_no_cuda(resolved) if resolved.type == "cuda" else "")
         )
     return resolved
+
+
+def _why_no_cuda(device):
+    """Why a CUDA device cannot be used, and what to do (for the error)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    shown = "" if visible is None else f" (CUDA_VISIBLE_DEVICES={visible!r})"
+    if torch.version.cuda is None:
+        return (
+            f" This torch {torch.__version__} is built without CUDA: install a "
+            f"CUDA build of torch (https://pytorch.org/get-started/locally/)."
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        return (
+            f" torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU"
+            f"{shown}: check the driver with nvidia-smi."
+        )
+    return f" Only {count} GPU(s) are visible{shown}: cuda:0 to cuda:{count - 1}."
 
 
 def autocast(device, precision):

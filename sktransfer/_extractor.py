@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -12,13 +13,14 @@ from torch.nn.parameter import is_lazy
 
 from ._base import PretrainedEstimator, init_seed
 from ._cache import cached_rows, image_keys, model_key, resolve_cache
-from ._device import wants_channels_last
+from ._cache_recipes import read_entry, recipe_entry, recipe_key
+from ._device import resolve_device, wants_channels_last
 from ._features import FeatureModel, check_layers
 from ._inference import progress_bar
 from ._input_spec import resolved_attributes, restore_input_attributes
 from ._inputs import ImageSequence
 from ._params import EXTRACTOR_PARAMS, params_doc
-from .backbones._load import seeded_torch
+from .backbones._load import describe_backbone, load_backbone, seeded_torch
 
 _DEFAULT_THREADS = 2  # n_jobs=None
 
@@ -38,6 +40,10 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
     ----------
     backbone_ : torch.nn.Module
         The module computing the features (in eval mode, on ``device_``).
+        With a ``cache`` that already knows this recipe (a fit of the same
+        named backbone, weights and settings ran before), ``fit`` does not
+        build it: it is built, with the same weights, when first used (a
+        cache miss, pickling, or reading this attribute).
     preprocessing_ : Preprocessing or None
         The preprocessing applied.
     weights_id_ : str
@@ -68,7 +74,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
     """
     _params = EXTRACTOR_PARAMS
 
-    _fitted_attribute = "backbone_"
+    _fitted_attribute = "n_features_out_"
 
     def __init__(
         self,
@@ -87,12 +93,17 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         random_state=None,
         verbose=0,
         cache=None,
+        compile=False,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).
         self._store_params(locals())
 
     def fit(self, X, y=None):
         """Load the backbone and its weights; run it on the first readable image.
+
+        With a ``cache`` that knows this recipe's features (see ``backbone_``),
+        the backbone is neither built nor run: only the first readable image
+        is read.
 
         Parameters
         ----------
@@ -106,21 +117,31 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         """
         self._check_params()
         # fit starts from scratch: n_features_in_ is set again only for 2-D X.
-        for attr in ("n_features_in_", "feature_names_in_"):
+        for attr in ("n_features_in_", "feature_names_in_", "_backbone", "_deferred"):
             self.__dict__.pop(attr, None)
-        loaded = self._resolve()
-        layers = check_layers(
-            loaded.model, self.layer, backbone_name=loaded.name, owner=self._name
-        )
         self._cache = resolve_cache(self.cache, self._name)
-        model = FeatureModel(loaded.model, loaded.head, layers, self.pooling)
-        self._channels_last = wants_channels_last(model, self.device_)
-        if self._channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.backbone_ = model.to(self.device_).eval()
-        self._layers = layers
+        known = self._known_recipe()
+        if known is None:
+            self._build_backbone(
+                self._resolve(), self.layer, self.pooling, self.compile
+            )
+        else:  # the cache knows the model key: the network waits for a miss
+            recipe, _, (key, info, width, layers) = known
+            self._set_resolved(
+                recipe.preprocessing,
+                recipe.weights_id,
+                recipe.name,
+                resolve_device(self.device, self._name),
+            )
+            self._layers = layers
         data = self._input_spec.read(self, X, reset=True)
         first = self._first_readable(data)
+        if known is not None:
+            self._cache_key, self._cache_info = key, info
+            self._deferred = self._deferred_build()
+            self.n_features_out_ = width
+            return self
+        model = self._backbone
         # Lazy modules (nn.LazyLinear) initialise their parameters on this
         # first forward pass; seed them from random_state, not global state.
         # Their values are part of the cache key, known only after it.
@@ -135,7 +156,105 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
             self.n_features_out_ = self._extract(first, store=False).shape[1]
         if self._cache is not None and lazy:
             self._set_cache_key(lazy=True)
+        elif self._cache is not None:
+            self._remember_recipe()
         return self
+
+    @property
+    def backbone_(self):
+        """The feature network; built on first use after a fit whose model
+        key the cache knew (see ``_cache_recipes``)."""
+        if self.__dict__.get("_backbone") is None:
+            deferred = self.__dict__.get("_deferred")
+            if deferred is None:
+                raise AttributeError(
+                    f"{self._name} has no attribute 'backbone_' (not fitted)."
+                )
+            loaded = load_backbone(
+                deferred["backbone"],
+                deferred["weights"],
+                preprocessing=deferred["preprocessing"],
+                seed=deferred["seed"],
+                owner=self._name,
+            )
+            self._build_backbone(
+                loaded, deferred["layer"], deferred["pooling"], deferred["compile"]
+            )
+        return self._backbone
+
+    def _build_backbone(self, loaded, layer, pooling, compile):
+        """Set ``backbone_`` (and what goes with it) from a LoadedBackbone."""
+        layers = check_layers(
+            loaded.model, layer, backbone_name=loaded.name, owner=self._name
+        )
+        model = FeatureModel(loaded.model, loaded.head, layers, pooling)
+        self._channels_last = wants_channels_last(model, self.device_)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self._backbone = model.to(self.device_).eval()
+        if compile:
+            self._backbone.compile()  # in place: state dict keys unchanged
+        self._layers = layers
+
+    def _deferred_build(self):
+        """What builds the network of this fit later (parameters set after
+        fit do not change the fitted extractor)."""
+        return {
+            "backbone": self.backbone,
+            "weights": copy.deepcopy(self.weights),
+            "preprocessing": copy.deepcopy(self.preprocessing),
+            "seed": init_seed(self.random_state),
+            "layer": copy.deepcopy(self.layer),
+            "pooling": self.pooling,
+            "compile": self.compile,
+        }
+
+    def _recipe(self):
+        """``(recipe, recipe key, persist)`` of this fit, or None when the
+        network is needed to know its features' key (see ``_cache_recipes``)."""
+        if self._cache is None or not (
+            self.random_state is None or isinstance(self.random_state, int)
+        ):
+            return None
+        recipe = describe_backbone(
+            self.backbone,
+            self.weights,
+            preprocessing=self.preprocessing,
+            seed=init_seed(self.random_state),
+        )
+        if recipe is None:
+            return None
+        key, persist = recipe_key(
+            recipe,
+            seed=init_seed(self.random_state),
+            layer=self.layer,
+            pooling=self.pooling,
+            precision=self.precision,
+            device=resolve_device(self.device, self._name),
+            compile=self.compile,
+        )
+        return None if key is None else (recipe, key, persist)
+
+    def _known_recipe(self):
+        """``(recipe, recipe key, stored entry)`` when the cache knows this
+        fit's model key, else None."""
+        found = self._recipe()
+        if found is None:
+            return None
+        entry = read_entry(self._cache._get_recipe(found[1]))
+        return None if entry is None else (found[0], found[1], entry)
+
+    def _remember_recipe(self):
+        found = self._recipe()
+        if found is None:
+            return
+        recipe, key, persist = found
+        entry = recipe_entry(
+            self._cache_key, self._cache_info, self.n_features_out_, self._layers
+        )
+        if not persist:  # keeps the registration alive, so its id stays its own
+            entry["registration"] = recipe.spec
+        self._cache._put_recipe(key, entry, persist=persist)
 
     def _set_cache_key(self, lazy=False, weights=None):
         """The model part of the cache key (see ``_cache.model_key``).
@@ -151,6 +270,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
             precision=self.precision,
             device=self.device_,
             lazy=lazy,
+            compile=self.compile,
         )
 
     def _first_readable(self, data):
@@ -211,9 +331,10 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         """Run the backbone on ``data`` (the rows ``indices``, default all)."""
         n = len(data) if indices is None else len(indices)
         n_total = n if n_total is None else n_total
+        model = self.backbone_  # built here if fit did not need it
         with progress_bar(n, self.verbose > 0, self.backbone_name_) as bar:
             features, failures = self._infer(
-                self.backbone_,
+                model,
                 data,
                 indices=indices,
                 n_threads=self._n_threads,

@@ -424,6 +424,10 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         checkpoint_dir=None,
         warm_start=False,
         tta=None,
+        accelerator=None,
+        precision="float32",
+        n_jobs=0,
+        compile=False,
         class_weight=None,
         label_smoothing=0.0,
         threshold=0.5,
@@ -757,6 +761,10 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         checkpoint_dir=None,
         warm_start=False,
         tta=None,
+        accelerator=None,
+        precision="float32",
+        n_jobs=0,
+        compile=False,
         target_scaling=True,
     ):
         # Stores each argument as is (scikit-learn reads them back by name).

@@ -214,6 +214,11 @@ CLASS_WEIGHT = AnyOf(
 )
 
 
+# The ``legacy`` of a parameter added after 0.1.0 whose legacy value is None
+# (``legacy=None`` means "not added later").
+LEGACY_NONE = type("LegacyNone", (), {"__repr__": lambda self: "LEGACY_NONE"})()
+
+
 # -- the tables -------------------------------------------------------------------
 @dataclass(frozen=True)
 class Param:
@@ -403,6 +408,21 @@ EXTRACTOR_PARAMS = (
         computed. Rows of unreadable images (``on_error="warn"``) are never
         cached.
         """,
+    ),
+    Param(
+        "compile",
+        False,
+        BOOLEAN,
+        "bool",
+        """
+        Compile the network's forward pass with ``torch.compile``
+        (``nn.Module.compile``, in place: weights and saved files are
+        unchanged). The first batches take longer (compilation); worth it for
+        long runs on a GPU. Results may differ from the eager network's in
+        the last float32 bits.
+        """,
+        affects_training=False,
+        legacy=False,
     ),
 )
 
@@ -726,6 +746,66 @@ FINETUNE_PARAMS = (
         affects_training=False,
         added=True,
     ),
+    Param(
+        "accelerator",
+        None,
+        Resolved("make_accelerator"),
+        'None, "auto" or accelerate.Accelerator',
+        """
+        Train through Hugging Face Accelerate (skorch's ``AccelerateMixin``):
+        ``"auto"`` creates an ``Accelerator()`` in ``fit``; or pass your own
+        (e.g. ``Accelerator(mixed_precision="bf16")``). The accelerator
+        places the network (``device`` is then ignored) and, started with
+        ``accelerate launch``, trains on several GPUs or processes. Needs
+        ``pip install "sktransfer[accelerate]"``.
+        """,
+        fit_only=True,
+        affects_training=False,
+        legacy=LEGACY_NONE,
+    ),
+    Param(
+        "precision",
+        "float32",
+        Options(tuple(PRECISIONS)),
+        '{"float32", "bfloat16", "float16"}',
+        """
+        Autocast precision of the forward passes, in training and prediction
+        (outputs and the loss stay float32). ``"float16"`` scales the loss
+        (``torch.amp.GradScaler``) so that small gradients do not underflow.
+        Meant for GPUs with tensor cores (``"bfloat16"`` needs Ampere or
+        newer).
+        """,
+        legacy="float32",
+    ),
+    Param(
+        "n_jobs",
+        0,
+        Interval(int, 0),
+        "int",
+        """
+        DataLoader worker processes decoding and augmenting the training and
+        validation images while the network trains (kept between epochs);
+        0 does it in the training process. On CUDA, batches are in pinned
+        memory and copied without blocking.
+        """,
+        affects_training=False,
+        legacy=0,
+    ),
+    Param(
+        "compile",
+        False,
+        BOOLEAN,
+        "bool",
+        """
+        Compile the network's forward pass with ``torch.compile``
+        (``nn.Module.compile``, in place: weights and saved files are
+        unchanged). The first batches take longer (compilation); worth it for
+        long runs on a GPU. Results may differ from the eager network's in
+        the last float32 bits.
+        """,
+        affects_training=False,
+        legacy=False,
+    ),
 )
 
 
@@ -820,7 +900,7 @@ def legacy_values(params, present):
     """``{name: legacy value}`` of the parameters of ``params`` that were
     added after 0.1.0 and are missing from ``present`` (names)."""
     return {
-        p.name: p.legacy
+        p.name: None if p.legacy is LEGACY_NONE else p.legacy
         for p in params
         if (p.legacy is not None or p.added) and p.name not in present
     }

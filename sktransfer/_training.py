@@ -20,6 +20,8 @@ from skorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import default_collate
 
+from ._accelerate import accelerated_net_class
+from ._amp import MixedPrecisionNet, loader_params
 from ._checkpoint import TrainingState
 from ._sample_weight import unpack
 
@@ -262,7 +264,6 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
     of sktransfer's callbacks; the user's callbacks from ``net_params`` come
     after it.
     """
-    from skorch import NeuralNet
     from skorch.callbacks import EarlyStopping
     from skorch.helper import predefined_split
 
@@ -325,8 +326,15 @@ def make_net(estimator, module, criterion, n_train, valid_ds, state):
             f"skorch callbacks (or (name, callback) pairs), got {user_callbacks!r}."
         )
     callbacks.extend(user_callbacks)
+    params.update(loader_params(est.n_jobs, est.device_))
     params.update(extra)
-    return NeuralNet(**params)
+    if est.compile:
+        module.compile()  # in place: state dict keys unchanged
+    accelerator = getattr(est, "_accelerator", None)
+    if accelerator is not None:
+        params["device"] = None  # the accelerator places module and batches
+        return accelerated_net_class()(**params, accelerator=accelerator)
+    return MixedPrecisionNet(**params, precision=est.precision)
 
 
 def restored_net(estimator, module, criterion, history):

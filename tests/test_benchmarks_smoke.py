@@ -24,6 +24,7 @@ def test_speed_benchmark_smoke_writes_json_and_markdown(tmp_path):
     for section in (
         "throughput",
         "cache_grid",
+        "grid_limit",
         "linear_probe",
         "finetune_epoch",
         "memory",

@@ -142,11 +142,15 @@ def test_persistence_and_checkpoints_read_the_tables():
         "train_transform",
         "random_state",
         "net_params",
+        "accelerator",
     )
     assert names(FINETUNE_PARAMS, affects_training=False) == (
         "verbose",
         "checkpoint_dir",
         "tta",
+        "accelerator",
+        "n_jobs",
+        "compile",
     )
     # No other list of parameter names is left in these modules.
     for module in (_persistence, _checkpoint):

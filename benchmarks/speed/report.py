@@ -89,6 +89,57 @@ def markdown(results):
             f"search: {c['cache_hits']} / {c['cache_misses']}.",
             "",
         ]
+    if "grid_limit" in results:
+        g = results["grid_limit"]
+        lines += [
+            "## 2b. A cached grid search against its limit",
+            "",
+            f"`GridSearchCV(make_pipeline(PretrainedFeatureExtractor("
+            f'"resnet18", cache=FeatureCache()), StandardScaler(), '
+            f"LogisticRegression()), C={g['C']})` on {g['data']}; {g['model']}, "
+            f"preprocessing {g['preprocessing']}. The limit, timed in the same "
+            "repetition: one extraction of each image (a fresh extractor's fit + "
+            "transform, no cache) plus the same search over "
+            "`make_pipeline(StandardScaler(), LogisticRegression())` on those "
+            "features. Ratio to the limit = limit seconds / seconds, within a "
+            "repetition (= speed-up / the limit's speed-up). Goal: >= 0.85.",
+            "",
+            "| folds | fits | without cache | limit (extraction + heads) | "
+            "with cache | speed-up | limit speed-up | **ratio to limit** | "
+            "before: network built in every fit |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in g["rows"]:
+            t = r["seconds"]
+            lines.append(
+                f"| {r['folds']} | {r['fits']} | {r['seconds_without_cache']:.1f} s | "
+                f"{_seconds(t['limit'])} ({r['extraction_seconds']['median']:.1f} + "
+                f"{r['heads_seconds']['median']:.2f}) | {_seconds(t['cached'])} | "
+                f"{r['speedup_with_cache']:.1f}x | {r['speedup_at_the_limit']:.1f}x | "
+                f"{_ratio(r['ratio_to_limit'])} | "
+                f"{_ratio(r['ratio_to_limit_network_built_in_every_fit'])} |"
+            )
+        lines += [
+            "",
+            "Identical `mean_test_score` with and without the cache: "
+            + ", ".join(
+                f"{r['folds']} folds {r['identical_mean_test_scores_cached_uncached']}"
+                for r in g["rows"]
+            )
+            + "; with the cache and at the limit: "
+            + ", ".join(
+                f"{r['folds']} folds {r['identical_mean_test_scores_cached_limit']}"
+                for r in g["rows"]
+            )
+            + ". Cache hits / misses in one cached search: "
+            + ", ".join(
+                f"{r['folds']} folds {r['cache_hits_misses'][0]} / "
+                f"{r['cache_hits_misses'][1]}"
+                for r in g["rows"]
+            )
+            + ".",
+            "",
+        ]
     if "linear_probe" in results:
         p = results["linear_probe"]
         lines += [

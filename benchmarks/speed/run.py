@@ -7,6 +7,8 @@ same run (medians over interleaved repetitions; see README.md):
                  alone, a hand-written loop, embetter and img2vec-pytorch;
 2. cache_grid  - GridSearchCV over a logistic regression on a frozen backbone,
                  with and without the feature cache;
+2b. grid_limit - the same search with the cache against its limit: one
+                 extraction of each image plus the heads' fits;
 3. linear_probe - FineTunedClassifier(freeze="backbone"): features once per
                  fit vs once per epoch;
 4. finetune_epoch - FineTunedClassifier's training images/s vs hand-written
@@ -52,7 +54,14 @@ from report import markdown
 from sktransfer._testing import save_images
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("throughput", "cache_grid", "linear_probe", "finetune_epoch", "memory")
+SECTIONS = (
+    "throughput",
+    "cache_grid",
+    "grid_limit",
+    "linear_probe",
+    "finetune_epoch",
+    "memory",
+)
 
 
 @dataclass
@@ -70,6 +79,9 @@ class Config:
     folds: int = 5
     grid_cached_runs: int = 3
     grid_uncached_runs: int = 1
+    limit_images: int = 96
+    limit_folds: tuple = (3, 5)
+    limit_reps: int = 3
     small: dict = field(default_factory=lambda: {"resize_size": 112, "crop_size": 112})
     probe_images: int = 96
     probe_epochs: int = 10
@@ -99,6 +111,9 @@ SMOKE = Config(
     grid_C=(0.1, 10.0),
     folds=2,
     grid_cached_runs=1,
+    limit_images=12,
+    limit_folds=(2, 3),
+    limit_reps=1,
     small={"resize_size": 32, "crop_size": 32},
     probe_images=16,
     probe_epochs=2,
@@ -347,6 +362,137 @@ def cache_grid(cfg, tmp):
         "mean_test_score": scores[0].tolist(),
         "cache_hits": caches[0].hits,
         "cache_misses": caches[0].misses,
+    }
+
+
+# -- 2b. a cached grid search against its limit ----------------------------------
+def grid_limit(cfg, tmp):
+    """GridSearchCV(extractor + StandardScaler + LogisticRegression) over C,
+    with a cold FeatureCache, against its limit measured in the same
+    repetition: one extraction of each image (a fresh extractor's fit +
+    transform) plus the same search over the heads on those features."""
+    from unittest import mock
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    from sktransfer import FeatureCache, PretrainedFeatureExtractor
+
+    model, weights = "resnet18", None  # random weights: offline, same speed
+    paths = write_photos(
+        tmp / "limit_photos", cfg.limit_images, "jpg", size=cfg.photo_size
+    )
+    # Labels: which sample photo each file was cropped from, two classes.
+    y = np.array([(i % 8) % 2 for i in range(len(paths))])
+    grid = {"logisticregression__C": list(cfg.grid_C)}
+
+    def extractor(cache):
+        return PretrainedFeatureExtractor(
+            model,
+            weights=weights,
+            preprocessing=cfg.preprocessing,
+            device="cpu",
+            cache=cache,
+        )
+
+    def head():
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+    def timed(function):
+        start = time.perf_counter()
+        with threadpool_limits(1, user_api="blas"):
+            out = function()
+        return time.perf_counter() - start, out
+
+    rows = []
+    for folds in cfg.limit_folds:
+        cv = StratifiedKFold(folds)
+        found = {}
+
+        def search(cache, found=found, cv=cv):
+            pipe = make_pipeline(
+                extractor(cache), StandardScaler(), LogisticRegression(max_iter=1000)
+            )
+            return GridSearchCV(pipe, grid, cv=cv).fit(paths, y)
+
+        def cached(found=found):
+            cache = FeatureCache()  # cold: the one extraction is timed too
+            found["cached"] = search(cache)
+            found["cache"] = (cache.hits, cache.misses)
+
+        def cached_building(found=found):
+            # The behaviour before: every fit builds the network (and loads
+            # its weights) even when the cache holds every feature.
+            with mock.patch.object(
+                PretrainedFeatureExtractor, "_known_recipe", return_value=None
+            ):
+                found["building"] = search(FeatureCache())
+
+        def limit(found=found, cv=cv):
+            seconds, features = timed(
+                lambda: extractor(None).fit(paths).transform(paths)
+            )
+            found["extraction_seconds"] = found.get("extraction_seconds", []) + [
+                seconds
+            ]
+            heads = GridSearchCV(head(), grid, cv=cv)
+            seconds, found["limit"] = timed(lambda: heads.fit(features, y))
+            found["heads_seconds"] = found.get("heads_seconds", []) + [seconds]
+
+        def one_blas_thread(function):
+            return lambda: timed(function)
+
+        seconds = interleaved(
+            {
+                "cached": one_blas_thread(cached),
+                "cached, network built in every fit": one_blas_thread(cached_building),
+                "limit": one_blas_thread(limit),
+            },
+            cfg.limit_reps,
+        )
+        t_uncached, uncached = timed(lambda: search(None))
+        n = len(seconds["limit"])
+        to_limit = [seconds["limit"][i] / seconds["cached"][i] for i in range(n)]
+        before = [
+            seconds["limit"][i] / seconds["cached, network built in every fit"][i]
+            for i in range(n)
+        ]
+        scores = [
+            found[k].cv_results_["mean_test_score"]
+            for k in ("cached", "building", "limit")
+        ]
+        rows.append(
+            {
+                "folds": folds,
+                "fits": len(cfg.grid_C) * folds + 1,
+                "seconds_without_cache": t_uncached,
+                "seconds": {k: summary(v) for k, v in seconds.items()},
+                "extraction_seconds": summary(found["extraction_seconds"]),
+                "heads_seconds": summary(found["heads_seconds"]),
+                "speedup_with_cache": t_uncached / statistics.median(seconds["cached"]),
+                "speedup_at_the_limit": t_uncached
+                / statistics.median(seconds["limit"]),
+                "ratio_to_limit": summary(to_limit),
+                "ratio_to_limit_network_built_in_every_fit": summary(before),
+                "identical_mean_test_scores_cached_uncached": bool(
+                    np.array_equal(scores[0], uncached.cv_results_["mean_test_score"])
+                ),
+                "identical_mean_test_scores_cached_limit": bool(
+                    np.array_equal(scores[0], scores[2])
+                ),
+                "mean_test_score": scores[0].tolist(),
+                "cache_hits_misses": list(found["cache"]),
+            }
+        )
+    return {
+        "model": f"{model} (random weights)",
+        "data": f"{len(paths)} JPEG photos of {cfg.photo_size[0]} x {cfg.photo_size[1]} px",
+        "preprocessing": cfg.preprocessing or "the weights' own (224 px crop)",
+        "C": list(cfg.grid_C),
+        "rows": rows,
     }
 
 

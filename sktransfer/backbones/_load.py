@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._preprocessing import Preprocessing, resolve_preprocessing
-from ._registry import get_backbone_spec
+from ._registry import get_backbone_spec, is_builtin_spec
 from ._weights import (
     file_identity,
     is_weights_file,
@@ -72,7 +72,7 @@ def load_backbone(
     spec = get_backbone_spec(backbone)
     designation = None
     if weights is None:
-        weights_id = "random"
+        weights_id = weights_identity("random", seed)
     elif isinstance(weights, Mapping) or is_weights_file(weights):
         weights_id = None  # filled in below, once loaded
     else:
@@ -80,24 +80,70 @@ def load_backbone(
 
     with seeded_torch(seed):
         model = spec.create(designation)
-    if weights is None:
-        weights_id = weights_identity("random", seed)
-    elif weights_id is None:
+    if weights_id is None:
         state_dict, weights_id = _state_dict_and_id(weights)
         load_state_dict_checked(
             model, state_dict, backbone_name=spec.name, what=_describe(weights)
         )
-    default_pre = spec.preprocessing(designation) if spec.preprocessing else None
     head = spec.head or _timm_head(model) or last_linear_name(model)
     return LoadedBackbone(
         model=model.eval(),
         name=spec.name,
-        preprocessing=resolve_preprocessing(
-            default_pre or Preprocessing(), preprocessing
-        ),
+        preprocessing=_preprocessing(spec, designation, preprocessing),
         weights_id=weights_id,
         head=head,
     )
+
+
+@dataclass(frozen=True)
+class BackboneRecipe:
+    """What :func:`load_backbone` would load, known without building it.
+
+    Attributes
+    ----------
+    name, preprocessing, weights_id :
+        As in :class:`LoadedBackbone`.
+    spec : BackboneSpec
+        The registry entry it would be built from.
+    builtin : bool
+        Whether the architecture is determined by the name and the installed
+        libraries (torchvision, timm, sktransfer's own backbones), not by a
+        user's ``create`` function registered in this process.
+    """
+
+    name: str
+    preprocessing: Preprocessing | None
+    weights_id: str
+    spec: object
+    builtin: bool
+
+
+def describe_backbone(backbone, weights, *, preprocessing=None, seed=0):
+    """The :class:`BackboneRecipe` of ``load_backbone(backbone, weights, ...)``
+    without building the network, or None when it cannot be known without it
+    (a user's ``nn.Module``, weights given as a state dict or a file)."""
+    if isinstance(backbone, nn.Module) or (
+        weights is not None
+        and (isinstance(weights, Mapping) or is_weights_file(weights))
+    ):
+        return None
+    spec = get_backbone_spec(backbone)
+    if weights is None:
+        designation, weights_id = None, weights_identity("random", seed)
+    else:
+        designation, weights_id = spec.weights_for(weights)
+    return BackboneRecipe(
+        name=spec.name,
+        preprocessing=_preprocessing(spec, designation, preprocessing),
+        weights_id=weights_id,
+        spec=spec,
+        builtin=is_builtin_spec(spec),
+    )
+
+
+def _preprocessing(spec, designation, preprocessing):
+    default_pre = spec.preprocessing(designation) if spec.preprocessing else None
+    return resolve_preprocessing(default_pre or Preprocessing(), preprocessing)
 
 
 def _load_module(module, weights, preprocessing, owner):

@@ -231,6 +231,15 @@ def get_backbone_spec(name):
     raise ValueError(_unknown_message(name))
 
 
+def is_builtin_spec(spec):
+    """Whether ``spec`` comes with sktransfer, torchvision or timm (its
+    architecture follows from its name and the installed versions), not from
+    :func:`register_backbone` in this process."""
+    if any(spec is b for b in BUILTIN_BACKBONES):
+        return True
+    return all(spec is not s for s in _REGISTRY.values())
+
+
 def _unknown_message(name):
     candidates = list(_REGISTRY) + list(torchvision_model_names())
     lowered = name.lower().replace("-", "_")
