@@ -113,10 +113,10 @@ def exportable_module(estimator):
         )
     check_is_fitted(estimator, attribute)
     pre = estimator.preprocessing_
-    if attribute == "backbone_":
-        model, output, head = _extractor_network(estimator), "features", None
-    else:
+    if attribute == "net_":  # a fine-tuner
         model, output, head = _finetuner_network(estimator)
+    else:  # the extractor (its backbone_ is built on first use)
+        model, output, head = _extractor_network(estimator), "features", None
     parts = [] if pre is None else [_Normalize(pre.mean, pre.std)]
     parts += [model] + ([] if head is None else [head])
     module = copy.deepcopy(nn.Sequential(*parts)).cpu().float().eval()
