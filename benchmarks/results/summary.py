@@ -157,12 +157,16 @@ def main():
     ]
     if grid_full:
         tried = [str(r["layer"]) for r in grid_file.get("full_rows", [grid_full])]
+        layers = (
+            f"layer in {' / '.join(tried)} (None: pooled)"
+            if len(tried) > 1
+            else f"layer {tried[0]} only"
+        )
         lines[-1] += (
             " Grid column there: EfficientNet-Lite0 features at 64 px + logistic "
-            "regression, C in 0.01 / 0.1 / 1 and layer in "
-            f"{' / '.join(tried)} (None: pooled) by 3-fold CV on the 60,000 "
-            f"(chosen: {grid_full['layer']}, C = {grid_full['best_C']:g}); no "
-            "backbone search at this size (`grid.py --full`)."
+            f"regression, C in 0.01 / 0.1 / 1 and {layers} by 3-fold CV on the "
+            f"60,000 (chosen: {grid_full['layer']}, C = {grid_full['best_C']:g}); "
+            "no backbone search at this size (`grid.py --full`)."
         )
     lines += [
         "",
