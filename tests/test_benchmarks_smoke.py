@@ -117,3 +117,32 @@ def test_tta_benchmark_smoke_writes_json_and_markdown(tmp_path):
     for key in ("tta=None", "tta=flip", "tta=6", "tta=10"):
         assert 0 <= row[key] <= 1
     assert (tmp_path / "results.md").read_text().startswith("# Test-time augmentation")
+
+
+def test_finetune_recipe_grid_smoke_writes_rows_and_counts_cache_hits(tmp_path):
+    script = ROOT / "benchmarks" / "finetune_recipe" / "grid.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, str(script), "--smoke", "--output", str(tmp_path)]
+    args += ["--cache", str(tmp_path / "cache")]
+    subprocess.run(args, check=True, capture_output=True, timeout=600, env=env)
+    (row,) = json.loads((tmp_path / "grid.json").read_text())["rows"]
+    assert row["dataset"] == "digits" and row["n_per_class"] == 3
+    assert 0 <= row["grid_best"] <= 1
+    assert row["n_candidates"] == len(row["candidates"]) == 4
+    # 30 training images x 2 layers computed once, read back by the other
+    # folds and grid points.
+    assert row["search_cache_misses"] >= 60
+    assert row["search_cache_hits"] > row["search_cache_misses"]
+
+
+def test_benchmark_summary_matches_the_committed_json(tmp_path):
+    script = ROOT / "benchmarks" / "results" / "summary.py"
+    out = tmp_path / "README.md"
+    subprocess.run(
+        [sys.executable, str(script), "--output", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    committed = ROOT / "benchmarks" / "results" / "README.md"
+    assert out.read_text() == committed.read_text()
