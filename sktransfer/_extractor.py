@@ -98,11 +98,13 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         ----------
         X : images
             Any form accepted by :meth:`transform`.
-        y : ignored
+        y : None
+            Ignored; present for the scikit-learn API.
 
         Returns
         -------
         self : PretrainedFeatureExtractor
+            The fitted extractor.
         """
         self._check_params()
         # fit starts from scratch: n_features_in_ is set again only for 2-D X.
@@ -189,6 +191,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out_), float32
+            One row of pooled backbone features per image.
         """
         check_is_fitted(self)
         data = self._input_spec.read(self, X, reset=False)
@@ -240,7 +243,18 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         return _DEFAULT_THREADS if self.n_jobs is None else self.n_jobs
 
     def get_feature_names_out(self, input_features=None):
-        """Names ``"<layer>_<i>"`` (``"features_<i>"`` for the default layer)."""
+        """Names ``"<layer>_<i>"`` (``"features_<i>"`` for the default layer).
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored: the output features do not derive from input columns.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects, shape (n_features_out_,)
+            One name per output column.
+        """
         check_is_fitted(self)
         if self._layers is None or len(self._layers) > 1:
             prefix = "features" if self._layers is None else "+".join(self._layers)

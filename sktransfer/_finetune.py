@@ -346,9 +346,18 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     def fit(self, X, y):
         """Fine-tune on images ``X`` (any form the extractor accepts), labels ``y``.
 
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+        y : array-like of shape (n_samples,)
+            Class labels, of any type :func:`numpy.unique` sorts.
+
         Returns
         -------
         self : FineTunedClassifier
+            The fitted classifier.
         """
         return self._fit(X, y)
 
@@ -416,12 +425,36 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         return float((logits.argmax(1) == y).float().mean())
 
     def predict_proba(self, X):
-        """Class probabilities, columns in ``classes_`` order."""
+        """Class probabilities, columns in ``classes_`` order.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), float32
+            Softmax of the network's outputs; each row sums to 1.
+        """
         logits = torch.from_numpy(self._decision(X))
         return torch.softmax(logits, dim=1).numpy()
 
     def predict(self, X):
-        """Predicted labels (of the type given in ``y``)."""
+        """Predicted labels (of the type given in ``y``).
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            The class of highest probability, an element of ``classes_``.
+        """
         decision = self._decision(X)  # checks the fitted state first
         return self.classes_[decision.argmax(axis=1)]
 
@@ -460,6 +493,19 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     saved on a GPU, but unpickling runs code: only load pickles you trust.
     :func:`sktransfer.save` and :func:`sktransfer.load` store a fitted
     estimator without pickle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktransfer import FineTunedRegressor
+    >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+    >>> X, labels = make_shapes_dataset(n_per_class=10, size=16)
+    >>> y = (labels == "square").astype(float)
+    >>> reg = FineTunedRegressor(TinyConvNet(), max_epochs=2, augment="off",
+    ...     preprocessing={{"resize_size": 16, "crop_size": 16}},
+    ...     random_state=0).fit(X, y)
+    >>> reg.predict(X).shape
+    (20,)
     """
     _params = FINETUNE_PARAMS + REGRESSOR_PARAMS
     _score_name = "valid_r2"
@@ -501,9 +547,18 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     def fit(self, X, y):
         """Fine-tune on images ``X`` and numeric targets ``y`` (1-D or 2-D).
 
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Numeric targets.
+
         Returns
         -------
         self : FineTunedRegressor
+            The fitted regressor.
         """
         return self._fit(X, y)
 
@@ -576,7 +631,19 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
 
     def predict(self, X):
-        """Predicted targets, shaped like the ``y`` given to fit."""
+        """Predicted targets, shaped like the ``y`` given to fit.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions in the units of ``y`` (float64).
+        """
         pred = self._decision(X).astype(np.float64)
         if self._y_scaler is not None:
             pred = self._y_scaler.inverse_transform(pred)

@@ -340,6 +340,8 @@ def logme_scorer(estimator, X, y):
     Returns
     -------
     score : float
+        :func:`logme_score` of ``estimator.transform(X)`` and ``y``: higher
+        means the features should transfer better.
 
     Notes
     -----
