@@ -14,10 +14,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-try:
-    ROOT = Path(__file__).resolve().parents[1]
-except NameError:  # run interactively from the repository root
-    ROOT = Path.cwd()
+# The gallery runs in examples/; interactively, run it from the repository.
+HERE = Path.cwd()
+ROOT = next(p for p in (HERE, *HERE.parents) if (p / "benchmarks" / "results").is_dir())
 RESULTS = ROOT / "benchmarks" / "results"
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
