@@ -15,7 +15,7 @@ from sktransfer import FineTunedClassifier
 from sktransfer.datasets import load_digits_images, subsample_per_class
 
 digits = load_digits_images()
-X, y = subsample_per_class(digits.images, digits.target, 30, random_state=0)
+X, y = subsample_per_class(digits.images, digits.target, 20, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(
     X, y, test_size=0.5, stratify=y, random_state=0
 )
@@ -23,7 +23,7 @@ X_train, X_test, y_train, y_test = train_test_split(
 clf = FineTunedClassifier(
     "efficientnet_lite0",
     preprocessing={"resize_size": 64, "crop_size": 64},
-    max_epochs=4,
+    max_epochs=3,
     lr=1e-3,
     random_state=0,
 ).fit(X_train, y_train)

@@ -190,8 +190,9 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
-            One row of pooled backbone features per image.
+        features : ndarray of shape (n_samples, n_features), float32
+            One row of pooled backbone features per image; ``n_features``
+            is ``n_features_out_``.
         """
         check_is_fitted(self)
         data = self._input_spec.read(self, X, reset=False)
@@ -252,8 +253,8 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
 
         Returns
         -------
-        feature_names_out : ndarray of str objects, shape (n_features_out_,)
-            One name per output column.
+        feature_names_out : ndarray of str objects, shape (n_features,)
+            One name per output column (``n_features_out_`` of them).
         """
         check_is_fitted(self)
         if self._layers is None or len(self._layers) > 1:
