@@ -46,4 +46,4 @@ docs: $(VENV)/.docs-installed
 	$(BIN)/python -m sphinx -b html $(SPHINXOPTS) docs docs/_build/html
 
 docs-clean:
-	rm -rf docs/_build docs/generated docs/auto_examples
+	rm -rf docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst
