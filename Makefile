@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # to the release this project is tested with.
 TORCH := "torch==2.14.1" "torchvision==0.29.1"
 
-.PHONY: setup demo test test-oldest lint format
+.PHONY: setup demo test test-oldest lint format docs docs-clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,3 +53,16 @@ lint: setup
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The documentation site (docs/_build/html): API reference, user guide, and the
+# gallery of examples/ executed offline. SPHINXOPTS="-W --keep-going" in CI.
+SPHINXOPTS ?=
+$(VENV)/.docs-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/python -m sphinx -b html $(SPHINXOPTS) docs docs/_build/html
+
+docs-clean:
+	rm -rf docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst

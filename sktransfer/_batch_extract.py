@@ -76,7 +76,7 @@ def extract_to_parquet(
     >>> from PIL import Image
     >>> import pyarrow.parquet as pq
     >>> from sktransfer import PretrainedFeatureExtractor
-    >>> from sktransfer._testing import TinyConvNet
+    >>> from sktransfer.testing import TinyConvNet
     >>> from sktransfer.distributed import extract_to_parquet
     >>> folder = Path(tempfile.mkdtemp())
     >>> paths = []

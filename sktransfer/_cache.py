@@ -76,7 +76,7 @@ class FeatureCache:
     --------
     >>> import numpy as np
     >>> from sktransfer import FeatureCache, PretrainedFeatureExtractor
-    >>> from sktransfer._testing import TinyConvNet
+    >>> from sktransfer.testing import TinyConvNet
     >>> cache = FeatureCache(max_entries=1000)
     >>> images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
     >>> extractor = PretrainedFeatureExtractor(
@@ -116,7 +116,21 @@ class FeatureCache:
 
     # -- the interface used by the extractor -------------------------------
     def get_many(self, model_key, image_keys):
-        """``{image_key: vector}`` for the keys that are cached."""
+        """``{image_key: vector}`` for the keys that are cached.
+
+        Parameters
+        ----------
+        model_key : str
+            The key of the model and settings the vectors were computed with.
+        image_keys : iterable of str
+            Content keys of the images.
+
+        Returns
+        -------
+        found : dict
+            ``{image_key: ndarray}`` of the keys found; missing keys are
+            absent (and counted in ``misses``).
+        """
         if self.location is None:
             found = self._memory_get(model_key, image_keys)
         else:
@@ -129,8 +143,15 @@ class FeatureCache:
     def put_many(self, model_key, vectors, description=None):
         """Store ``{image_key: vector}`` (float32) for ``model_key``.
 
-        ``description`` (a JSON-able dict, what the model key was computed
-        from) is written next to the vectors on disk, for people.
+        Parameters
+        ----------
+        model_key : str
+            The key of the model and settings the vectors were computed with.
+        vectors : dict
+            ``{image_key: 1-D array}``, stored as float32.
+        description : dict or None, default=None
+            What the model key was computed from (JSON-able), written next
+            to the vectors on disk, for people.
         """
         vectors = {k: _frozen(v) for k, v in vectors.items()}
         if self.location is None:

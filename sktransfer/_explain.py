@@ -151,6 +151,7 @@ def plot_explanation(image, heatmap, ax=None, *, alpha=0.5, cmap="jet"):
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on, with the image and the heatmap over it.
 
     Examples
     --------

@@ -268,7 +268,7 @@ def export_onnx(estimator, path, *, opset_version=None):
     --------
     >>> import numpy as np, onnxruntime, tempfile, pathlib
     >>> from sktransfer import PretrainedFeatureExtractor, export_onnx
-    >>> from sktransfer._testing import TinyConvNet
+    >>> from sktransfer.testing import TinyConvNet
     >>> images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
     >>> ext = PretrainedFeatureExtractor(
     ...     TinyConvNet(), preprocessing={"resize_size": 16, "crop_size": 16}).fit(images)

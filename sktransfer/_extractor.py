@@ -65,7 +65,7 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
     --------
     >>> import numpy as np
     >>> from sktransfer import PretrainedFeatureExtractor
-    >>> from sktransfer._testing import TinyConvNet
+    >>> from sktransfer.testing import TinyConvNet
     >>> images = np.random.default_rng(0).integers(0, 256, (4, 20, 20, 3), dtype=np.uint8)
     >>> extractor = PretrainedFeatureExtractor(
     ...     TinyConvNet(), preprocessing={{"resize_size": 16, "crop_size": 16}})
@@ -109,11 +109,13 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         ----------
         X : images
             Any form accepted by :meth:`transform`.
-        y : ignored
+        y : None
+            Ignored; present for the scikit-learn API.
 
         Returns
         -------
         self : PretrainedFeatureExtractor
+            The fitted extractor.
         """
         self._check_params()
         # fit starts from scratch: n_features_in_ is set again only for 2-D X.
@@ -308,7 +310,9 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, n_features), float32
+            One row of pooled backbone features per image; ``n_features``
+            is ``n_features_out_``.
         """
         check_is_fitted(self)
         data = self._input_spec.read(self, X, reset=False)
@@ -361,7 +365,18 @@ class PretrainedFeatureExtractor(TransformerMixin, PretrainedEstimator):
         return _DEFAULT_THREADS if self.n_jobs is None else self.n_jobs
 
     def get_feature_names_out(self, input_features=None):
-        """Names ``"<layer>_<i>"`` (``"features_<i>"`` for the default layer)."""
+        """Names ``"<layer>_<i>"`` (``"features_<i>"`` for the default layer).
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored: the output features do not derive from input columns.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects, shape (n_features,)
+            One name per output column (``n_features_out_`` of them).
+        """
         check_is_fitted(self)
         if self._layers is None or len(self._layers) > 1:
             prefix = "features" if self._layers is None else "+".join(self._layers)

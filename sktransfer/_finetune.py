@@ -373,7 +373,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
     Examples
     --------
     >>> from sktransfer import FineTunedClassifier
-    >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+    >>> from sktransfer.testing import TinyConvNet, make_shapes_dataset
     >>> X, y = make_shapes_dataset(n_per_class=10, size=16)
     >>> clf = FineTunedClassifier(TinyConvNet(), freeze="none", max_epochs=2,
     ...     augment="off", preprocessing={{"resize_size": 16, "crop_size": 16}},
@@ -441,9 +441,11 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         Parameters
         ----------
         X : images
-            Any form :class:`~sktransfer.PretrainedFeatureExtractor` accepts.
-        y : array-like of shape (n_samples,)
-            Class labels of any type.
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, of any type :func:`numpy.unique` sorts, or a
+            multi-label indicator matrix of 0 and 1 (one column per label).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights >= 0 of the samples in the loss (multiplied by
             ``class_weight``), the linear probe of ``head_init`` and the
@@ -453,6 +455,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         Returns
         -------
         self : FineTunedClassifier
+            The fitted classifier.
         """
         return self._fit(X, y, sample_weight)
 
@@ -558,6 +561,19 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         """Class probabilities, columns in ``classes_`` order.
 
         With a multi-label ``y``: the probability of each label, (n, n_labels).
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), float32
+            Softmax of the network's outputs (each row sums to 1); with a
+            multi-label ``y``, (n_samples, n_labels): the sigmoid of each
+            label's output.
         """
         logits = self._decision(X)
         if self._multilabel:
@@ -583,7 +599,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         --------
         >>> import numpy as np
         >>> from sktransfer import FineTunedClassifier
-        >>> from sktransfer._testing import TinyMLP
+        >>> from sktransfer.testing import TinyMLP
         >>> X = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
         >>> y = (X[:, 0] > 0).astype(int)
         >>> clf = FineTunedClassifier(TinyMLP(), preprocessing="passthrough",
@@ -616,7 +632,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         --------
         >>> import numpy as np
         >>> from sktransfer import FineTunedClassifier
-        >>> from sktransfer._testing import TinyMLP
+        >>> from sktransfer.testing import TinyMLP
         >>> X = np.random.default_rng(0).normal(size=(20, 4)).astype("float32")
         >>> y = (X[:, 0] > 0).astype(int)
         >>> clf = FineTunedClassifier(TinyMLP(), preprocessing="passthrough",
@@ -636,6 +652,18 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
 
         With a multi-label ``y``: the indicator matrix (n, n_labels), 1 where
         a label's probability exceeds ``threshold``.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,) or (n_samples, n_labels)
+            The class of highest probability, an element of ``classes_``;
+            with a multi-label ``y``, the indicator matrix.
         """
         decision = self._decision(X)  # checks the fitted state first
         if self._multilabel:
@@ -677,7 +705,7 @@ class FineTunedClassifier(ClassifierMixin, _FineTunedBase):
         Examples
         --------
         >>> from sktransfer import FineTunedClassifier
-        >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+        >>> from sktransfer.testing import TinyConvNet, make_shapes_dataset
         >>> X, y = make_shapes_dataset(n_per_class=10, size=16)
         >>> clf = FineTunedClassifier(TinyConvNet(), max_epochs=2, augment="off",
         ...     preprocessing={"resize_size": 16, "crop_size": 16}).fit(X, y)
@@ -725,6 +753,19 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
     saved on a GPU, but unpickling runs code: only load pickles you trust.
     :func:`sktransfer.save` and :func:`sktransfer.load` store a fitted
     estimator without pickle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sktransfer import FineTunedRegressor
+    >>> from sktransfer.testing import TinyConvNet, make_shapes_dataset
+    >>> X, labels = make_shapes_dataset(n_per_class=10, size=16)
+    >>> y = (labels == "square").astype(float)
+    >>> reg = FineTunedRegressor(TinyConvNet(), max_epochs=2, augment="off",
+    ...     preprocessing={{"resize_size": 16, "crop_size": 16}},
+    ...     random_state=0).fit(X, y)
+    >>> reg.predict(X).shape
+    (20,)
     """
     _params = FINETUNE_PARAMS + REGRESSOR_PARAMS
     _score_name = "valid_r2"
@@ -776,8 +817,9 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         Parameters
         ----------
         X : images
-            Any form :class:`~sktransfer.PretrainedFeatureExtractor` accepts.
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Numeric targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights >= 0 of the samples in the loss, the ridge probe of
@@ -787,6 +829,7 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         Returns
         -------
         self : FineTunedRegressor
+            The fitted regressor.
         """
         return self._fit(X, y, sample_weight)
 
@@ -872,7 +915,19 @@ class FineTunedRegressor(RegressorMixin, _FineTunedBase):
         return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
 
     def predict(self, X):
-        """Predicted targets, shaped like the ``y`` given to fit."""
+        """Predicted targets, shaped like the ``y`` given to fit.
+
+        Parameters
+        ----------
+        X : images
+            Any form :meth:`PretrainedFeatureExtractor.transform
+            <sktransfer.PretrainedFeatureExtractor.transform>` accepts.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions in the units of ``y`` (float64).
+        """
         pred = self._decision(X).astype(np.float64)
         if self._y_scaler is not None:
             pred = self._y_scaler.inverse_transform(pred)

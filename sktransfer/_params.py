@@ -580,7 +580,10 @@ FINETUNE_PARAMS = (
         32,
         Interval(int, 1),
         "int",
-        "",
+        """
+        Images per optimizer step while training, and per forward pass when
+        predicting.
+        """,
     ),
     Param(
         "augment",
@@ -622,14 +625,20 @@ FINETUNE_PARAMS = (
         0.1,
         Interval(float, 0, 1, closed="neither"),
         "float",
-        "",
+        """
+        Fraction of the training data held out as the validation set of
+        ``early_stopping`` (unused without it).
+        """,
     ),
     Param(
         "n_iter_no_change",
         3,
         Interval(int, 1),
         "int",
-        "",
+        """
+        Epochs without improvement of the validation loss after which
+        ``early_stopping`` stops training.
+        """,
     ),
     Param(
         "preprocessing",
@@ -654,7 +663,9 @@ FINETUNE_PARAMS = (
         "auto",
         Resolved("resolve_device"),
         "str or torch.device",
-        "",
+        """
+        As in the extractor: ``"auto"`` picks cuda, then mps, then cpu.
+        """,
     ),
     Param(
         "random_state",

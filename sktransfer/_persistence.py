@@ -145,6 +145,19 @@ def load(path, *, device=None):
         For a folder that is not an sktransfer save, a save format newer than
         this sktransfer reads (upgrade sktransfer), or weights that do not fit
         the backbone.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, sktransfer
+    >>> from sktransfer import PretrainedFeatureExtractor
+    >>> X = np.zeros((2, 16, 16, 3), np.uint8)
+    >>> ext = PretrainedFeatureExtractor("resnet18", weights=None, device="cpu",
+    ...     preprocessing={"resize_size": 16, "crop_size": 16}).fit(X)
+    >>> folder = tempfile.mkdtemp() + "/extractor"
+    >>> sktransfer.save(ext, folder)
+    >>> loaded = sktransfer.load(folder, device="cpu")
+    >>> type(loaded).__name__, loaded.n_features_out_
+    ('PretrainedFeatureExtractor', 512)
     """
     from safetensors.torch import load_file
 

@@ -40,6 +40,16 @@ class Preprocessing:
         Per-channel normalisation applied to pixels scaled to [0, 1].
     channels : int
         Number of colour channels the backbone expects (3 or 1).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sktransfer import Preprocessing
+    >>> small = Preprocessing().with_overrides({"resize_size": 40, "crop_size": 32})
+    >>> small.output_size
+    [32, 32]
+    >>> small.apply(torch.zeros(3, 60, 80, dtype=torch.uint8)).shape
+    torch.Size([3, 32, 32])
     """
 
     resize_size: int | None = 256
@@ -50,7 +60,18 @@ class Preprocessing:
     channels: int = 3
 
     def with_overrides(self, overrides):
-        """Return a copy with the fields of the dict ``overrides`` replaced."""
+        """Return a copy with the fields of the dict ``overrides`` replaced.
+
+        Parameters
+        ----------
+        overrides : dict
+            ``{field name: value}``; unknown names raise ``ValueError``.
+
+        Returns
+        -------
+        preprocessing : Preprocessing
+            A validated copy.
+        """
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
@@ -63,6 +84,7 @@ class Preprocessing:
         return new
 
     def validate(self):
+        """Raise ``ValueError`` naming the first invalid field, if any."""
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(
                 f"preprocessing interpolation must be one of "
@@ -83,7 +105,13 @@ class Preprocessing:
             raise ValueError(f"preprocessing std must be positive, got {self.std!r}.")
 
     def to_dict(self):
-        """A JSON-friendly dict (used in cache keys and saved configs)."""
+        """A JSON-friendly dict (used in cache keys and saved configs).
+
+        Returns
+        -------
+        fields : dict
+            Every field, tuples as lists.
+        """
         d = asdict(self)
         d["mean"] = list(d["mean"])
         d["std"] = list(d["std"])
@@ -100,11 +128,32 @@ class Preprocessing:
         PIL images; the two round differently (by 1 of 255 on under 1% of
         pixels), so features match those of ``weights.transforms()`` to about
         1e-4 of their scale, and to float32 precision when no resize is needed.
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            One image (C, H, W), uint8 or float in [0, 1].
+
+        Returns
+        -------
+        tensor : torch.Tensor
+            The normalised float32 image, (C, crop H, crop W).
         """
         return self.normalize(to_float(self.resize_crop(image)))
 
     def resize_crop(self, image):
-        """The geometric part of :meth:`apply`; keeps the dtype."""
+        """The geometric part of :meth:`apply`; keeps the dtype.
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            One image (C, H, W), uint8 or float in [0, 1].
+
+        Returns
+        -------
+        tensor : torch.Tensor
+            The resized and centre-cropped image, of the input's dtype.
+        """
         if self.resize_size is not None:
             image = TF.resize(
                 image,
@@ -117,7 +166,18 @@ class Preprocessing:
         return image
 
     def normalize(self, image):
-        """Normalise a float image (C, H, W) or batch (N, C, H, W)."""
+        """Normalise a float image (C, H, W) or batch (N, C, H, W).
+
+        Parameters
+        ----------
+        image : torch.Tensor
+            Float pixels in [0, 1].
+
+        Returns
+        -------
+        tensor : torch.Tensor
+            ``(image - mean) / std`` per channel.
+        """
         return TF.normalize(image, list(self.mean), list(self.std))
 
     @property

@@ -340,6 +340,8 @@ def logme_scorer(estimator, X, y):
     Returns
     -------
     score : float
+        :func:`logme_score` of ``estimator.transform(X)`` and ``y``: higher
+        means the features should transfer better.
 
     Notes
     -----
@@ -354,7 +356,7 @@ def logme_scorer(estimator, X, y):
     --------
     >>> import numpy as np
     >>> from sktransfer import PretrainedFeatureExtractor, logme_scorer
-    >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+    >>> from sktransfer.testing import TinyConvNet, make_shapes_dataset
     >>> from sklearn.model_selection import GridSearchCV
     >>> images, labels = make_shapes_dataset(n_per_class=6, size=16)
     >>> extractor = PretrainedFeatureExtractor(
@@ -493,7 +495,7 @@ def rank_backbones(
     Examples
     --------
     >>> from sktransfer import FeatureCache, rank_backbones
-    >>> from sktransfer._testing import TinyConvNet, make_shapes_dataset
+    >>> from sktransfer.testing import TinyConvNet, make_shapes_dataset
     >>> images, labels = make_shapes_dataset(n_per_class=4, size=16)
     >>> net = TinyConvNet()
     >>> results = rank_backbones(

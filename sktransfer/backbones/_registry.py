@@ -66,6 +66,7 @@ def register_backbone(
     Returns
     -------
     spec : BackboneSpec
+        The registered specification (what ``fit`` will resolve ``name`` to).
 
     Examples
     --------
@@ -157,6 +158,7 @@ def list_backbones(source=None, *, details=False):
     Returns
     -------
     names : list of str, or list of dict if ``details``
+        Sorted registered names, or one dict per name (keys above).
 
     Examples
     --------

@@ -14,6 +14,17 @@ class WeightsUnavailableError(OSError):
 
     The message says which file is expected where and how else to provide the
     weights. Subclasses ``OSError`` because it is an I/O failure.
+
+    Examples
+    --------
+    >>> from sktransfer import WeightsUnavailableError
+    >>> issubclass(WeightsUnavailableError, OSError)
+    True
+    >>> try:
+    ...     raise WeightsUnavailableError("resnet18 weights: put the file at ...")
+    ... except OSError as error:
+    ...     print(type(error).__name__)
+    WeightsUnavailableError
     """
 
 
@@ -63,6 +74,17 @@ class BackboneSpec:
         ``weights_present(designation)`` tells, without loading or
         downloading anything, whether those pretrained weights are already on
         this machine (``create`` then needs no network). None: unknown.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sktransfer import BackboneSpec
+    >>> spec = BackboneSpec("two_layers", lambda weights: nn.Sequential(
+    ...     nn.Flatten(), nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 2)))
+    >>> spec.weights_for("DEFAULT")[0]
+    'DEFAULT'
+    >>> spec.create(None)[1]
+    Linear(in_features=12, out_features=4, bias=True)
     """
 
     name: str
@@ -77,7 +99,21 @@ class BackboneSpec:
     weights_present: Callable[[Any], bool] | None = None
 
     def weights_for(self, weights):
-        """``(designation, identity)`` for pretrained weights given by name."""
+        """``(designation, identity)`` for pretrained weights given by name.
+
+        Parameters
+        ----------
+        weights : str or object
+            ``"DEFAULT"``, a name from ``weights``, or what
+            ``resolve_weights`` accepts.
+
+        Returns
+        -------
+        designation : object
+            What ``create`` accepts.
+        identity : str
+            A stable string naming exactly those weights (cache keys).
+        """
         if self.resolve_weights is not None:
             return self.resolve_weights(weights)
         if self.weights:
