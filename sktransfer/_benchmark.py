@@ -42,6 +42,7 @@ class BenchmarkConfig:
         "backbone_grid",
     )
     batch_size: int = 16
+    device: str = "auto"  # of every extractor and fine-tuner
     download: str = "auto"
     # GridSearchCV over backbone x layer (linear probe pipelines sharing one
     # feature cache) and the LogME ranking of the same candidates, on one
@@ -371,6 +372,7 @@ def _run_linear_probe(
         batch_size=config.batch_size,
         verbose=int(progress),
         cache=cache,
+        device=config.device,
     ).fit(Xte[:1])
     F_union, t_union = _timed(extractor.transform, Xtr_all[union])
     F_test, t_test = _timed(extractor.transform, Xte)
@@ -409,6 +411,7 @@ def _run_fine_tune(config, Xtr_all, ytr_all, Xte, splits, record, log, progress)
             preprocessing=_preprocessing(config),
             random_state=seed,
             verbose=0,
+            device=config.device,
             **params,
         )
         log(
@@ -437,6 +440,7 @@ def _grid_pipeline(config, cache):
                     preprocessing=_preprocessing(config),
                     batch_size=config.batch_size,
                     cache=cache,
+                    device=config.device,
                 ),
             ),
             ("scale", StandardScaler()),

@@ -81,6 +81,17 @@ def _layers(text):
     return tuple(None if t == "None" else t for t in _names(text))
 
 
+def _device(text):
+    """A device this machine has ("auto" always); else a bad argument (exit 2)."""
+    from ._device import resolve_device
+
+    try:
+        resolve_device(text, "--device")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--device: ", "")) from None
+    return text
+
+
 def _folder(text):
     from pathlib import Path
 
@@ -228,6 +239,13 @@ def _parser():
         help="folder for results.json, results.md, accuracy.png, logme.png "
         "(default sktransfer-demo)",
     )
+    demo.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="where the networks run: cpu, cuda, cuda:N, mps or auto (default: "
+        "the best available)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument(
         "--smoke",
@@ -303,6 +321,7 @@ def _add_extract(sub):
     )
     ext.add_argument(
         "--device",
+        type=_device,
         default="auto",
         help="cpu, cuda, cuda:N, mps or auto (default: the best available)",
     )
@@ -399,6 +418,7 @@ def _demo(args):
         finetune_epochs=args.finetune_epochs,
         finetune_seeds=args.finetune_seeds,
         grid_test_size=args.grid_test_size or None,
+        device=args.device,
     )
     if args.methods:
         config.methods = args.methods

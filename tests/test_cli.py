@@ -234,6 +234,8 @@ def test_version_and_python_dash_m():
         (["--seeds", "x"], "argument --seeds: 'x' is not an integer"),
         (["--grid-size", "0"], "argument --grid-size: 0 is not >= 1"),
         (["--finetune-epochs", "0"], "argument --finetune-epochs: 0 is not >= 1"),
+        (["--device", "gpu0"], "argument --device: device must be 'auto', 'cpu'"),
+        (["--device", "cuda:7"], "argument --device: device 'cuda:7' is not available"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, message, capsys):
@@ -307,3 +309,18 @@ def test_extract_missing_folder_and_empty_folder(tmp_path, capsys):
     assert main(["extract", str(tmp_path), "-o", str(tmp_path / "o.parquet")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sktransfer extract: error: no image file under")
+
+
+def test_demo_device_reaches_the_benchmark_config(monkeypatch, tmp_path):
+    from sktransfer import _benchmark
+
+    seen = {}
+
+    def fake_run(config, log, progress):
+        seen["device"] = config.device
+        raise SystemExit(0)
+
+    monkeypatch.setattr(_benchmark, "run_benchmark", fake_run)
+    with pytest.raises(SystemExit):
+        main(["demo", "--device", "cpu", "--output", str(tmp_path)])
+    assert seen["device"] == "cpu"

@@ -123,7 +123,7 @@ def test_module_backbone_uses_its_own_parameters(
 ):
     est = PretrainedFeatureExtractor(trained[0], weights=weights, preprocessing=SMALL)
     np.testing.assert_array_equal(est.fit_transform(images), trained_features)
-    assert est.weights_id_.startswith("module:sktransfer._testing.TinyConvNet:")
+    assert est.weights_id_.startswith("module:sktransfer.testing.TinyConvNet:")
 
 
 def test_module_backbone_refuses_weight_names(trained, images):
