@@ -1,8 +1,11 @@
 """fit(X, y, sample_weight): weighted losses, probes, validation, routing, errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import sklearn
+import torch
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -109,9 +112,15 @@ def test_weights_change_the_fit_of_images():
         preprocessing={"resize_size": 16, "crop_size": 16},
         random_state=0,
     )
-    plain = FineTunedClassifier(TinyConvNet(), **kw).fit(X, y)
+    # The same initial backbone for both fits: only the weights differ.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        backbone = TinyConvNet()
+    plain = FineTunedClassifier(copy.deepcopy(backbone), **kw).fit(X, y)
     sw = np.where(y == "disk", 5.0, 0.2)
-    weighted = FineTunedClassifier(TinyConvNet(), **kw).fit(X, y, sample_weight=sw)
+    weighted = FineTunedClassifier(copy.deepcopy(backbone), **kw).fit(
+        X, y, sample_weight=sw
+    )
     p_plain = plain.predict_proba(X)[:, list(plain.classes_).index("disk")]
     p_weighted = weighted.predict_proba(X)[:, list(weighted.classes_).index("disk")]
     assert p_weighted.mean() > p_plain.mean()
