@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -27,26 +28,10 @@ from sktransfer import FineTunedClassifier
 from sktransfer.datasets import labels_per_class_split
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "finetune_recipe"))
+from run import load  # noqa: E402  (the same data and test images as finetune_recipe)
+
 TTAS = [None, "flip", 6, 10]
-
-
-def load(name, test_per_class):
-    """uint8 (n, H, W) images: train, train labels, test, test labels."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        d = load_digits()
-        images = np.round(d.images * (255 / 16)).astype(np.uint8)
-        Xtr, Xte, ytr, yte = train_test_split(
-            images, d.target, test_size=0.5, stratify=d.target, random_state=0
-        )
-        return Xtr, ytr, Xte, yte
-    from sktransfer.datasets import load_fashion_mnist
-
-    train, test = load_fashion_mnist(), load_fashion_mnist(subset="test")
-    idx = labels_per_class_split(test.target, test_per_class, random_state=0)[0]
-    return train.images, train.target, test.images[idx], test.target[idx]
 
 
 def main():
