@@ -2,17 +2,26 @@
 
 Saved folders (``sktransfer.save``), checkpoints and feature-cache files are
 all written with :func:`atomic_write`; weights files and image files are
-hashed with :func:`hash_file`.
+hashed with :func:`hash_file`, image files through :func:`file_digest`, which
+remembers the digest of a file that has not changed since it was read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import threading
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 _CHUNK = 1 << 20
+# file_digest's memory: (prefix, file identity and state) -> hex digest. An
+# entry is ~200 bytes, so the bound keeps it under ~50 MB.
+_DIGESTS: OrderedDict = OrderedDict()
+_DIGESTS_MAX = 1 << 18
+_DIGESTS_LOCK = threading.Lock()
 
 
 def atomic_write(path, write, *, folder=False):
@@ -48,6 +57,38 @@ def hash_file(h, path):
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h
+
+
+def file_digest(path, prefix=b""):
+    """The 16-byte BLAKE2b hex digest of ``prefix`` + the bytes of ``path``.
+
+    A digest is remembered (per process) under the file's identity and state
+    as ``os.stat`` reports them: device, inode, size, modification and
+    status-change times in nanoseconds. Writing to a file changes its
+    status-change time, which no user call can set back, so a changed file
+    is read again; an unchanged one is not. The digest is remembered only
+    when the file's state is the same before and after reading it.
+    """
+    before = _state(path)
+    memo_key = (prefix, before)
+    with _DIGESTS_LOCK:
+        digest = _DIGESTS.get(memo_key)
+        if digest is not None:
+            _DIGESTS.move_to_end(memo_key)
+            return digest
+    h = hashlib.blake2b(prefix, digest_size=16)
+    digest = hash_file(h, path).hexdigest()
+    if _state(path) == before:
+        with _DIGESTS_LOCK:
+            _DIGESTS[memo_key] = digest
+            if len(_DIGESTS) > _DIGESTS_MAX:
+                _DIGESTS.popitem(last=False)
+    return digest
+
+
+def _state(path):
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _remove(path):

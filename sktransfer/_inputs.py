@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._files import hash_file
+from ._files import file_digest
 
 _CHANNELS = (1, 3, 4)
 
@@ -84,10 +84,9 @@ class ImageSequence:
 
     def key(self, i):
         item = self._items[i]
-        h = hashlib.blake2b(digest_size=16)
         if self.kind == "path":
-            h.update(b"bytes:")
-            return hash_file(h, item).hexdigest()
+            return file_digest(item, b"bytes:")
+        h = hashlib.blake2b(digest_size=16)
         # Hash the canonical decoded tensor so a PIL image, a uint8 array and
         # a tensor of the same pixels share a key.
         image = self[i].contiguous()

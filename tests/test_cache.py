@@ -144,6 +144,42 @@ def test_changed_file_bytes_are_a_miss(cache, images, tmp_path):
     assert cache.hits - hits == len(paths) - 1
 
 
+def test_a_file_rewritten_with_its_old_size_and_times_gets_a_new_key(tmp_path):
+    # Keys of unchanged files are remembered; a file rewritten in place with
+    # the same size and its old modification time set back is read again.
+    path, fresh = tmp_path / "a.png", tmp_path / "b.png"
+    path.write_bytes(b"x" * 1000)
+    old = as_image_sequence([path]).key(0)
+    stat = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(b"y")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (
+        stat.st_size,
+        stat.st_mtime_ns,
+    )
+    fresh.write_bytes(b"y" + b"x" * 999)
+    new = as_image_sequence([path]).key(0)
+    assert new != old
+    assert new == as_image_sequence([fresh]).key(0)
+
+
+def test_unchanged_files_are_not_read_again_for_their_keys(
+    images, tmp_path, monkeypatch
+):
+    from sktransfer import _files
+
+    paths = save_images(tmp_path, images)
+    first = [as_image_sequence(paths).key(i) for i in range(len(paths))]
+    reads = []
+    monkeypatch.setattr(_files, "hash_file", lambda h, path: reads.append(path) or h)
+    assert [as_image_sequence(paths).key(i) for i in range(len(paths))] == first
+    assert reads == []
+    os.utime(paths[1])  # touched: its state changed, so it is read again
+    as_image_sequence(paths).key(1)
+    assert reads == [paths[1]]
+
+
 # -- what is not in the key: hits --------------------------------------------
 def test_hits_are_bitwise_identical_to_uncached_features(cache, images):
     expected = make_extractor(None).fit(images).transform(images)
