@@ -254,6 +254,31 @@ def test_extract_ray_data_actor_pool(ray_local, many_files, reference, tmp_path)
     assert_allclose_float32(_read(out, many_files), reference)
 
 
+@pytest.mark.slow  # the command starts its own cluster (dask) or reuses Ray
+@pytest.mark.parametrize("engine", ["dask", "ray"])
+def test_cli_extract_on_an_engine(engine, request, tmp_path, capsys):
+    from sktransfer.cli import main
+
+    if engine == "ray":
+        request.getfixturevalue("ray_local")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = np.random.default_rng(1).integers(0, 256, (6, 20, 24, 3), dtype=np.uint8)
+    paths = []
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"{i}.png")
+        paths.append(str(folder / f"{i}.png"))
+    out = tmp_path / "features"
+    argv = ["extract", str(folder), "-o", str(out), "--engine", engine]
+    argv += ["--workers", "2", "--batch-size", "2", "--device", "cpu", "--quiet"]
+    assert main(argv) == 0
+    assert f"Wrote 6 rows to {out}" in capsys.readouterr().out
+    assert len(list(out.glob("*.parquet"))) >= 2  # written by the workers
+    # The command's default backbone (the offline ImageNet Lite0) in this process.
+    expected = PretrainedFeatureExtractor("efficientnet_lite0", device="cpu")
+    assert_allclose_float32(_read(out, paths), expected.fit(paths).transform(paths))
+
+
 # -- errors --------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "name, module, extra",

@@ -114,13 +114,18 @@ def labelled_images(n):
         return images, d.target[:n], "digits"
 
 
-def interleaved(contenders, reps):
+def interleaved(contenders, reps, warmup=False):
     """Seconds of each contender, run in turn ``reps`` times.
 
     The order rotates every repetition, so that a slow spell of a shared
     machine hits every contender alike; ratios are taken within a repetition.
+    With ``warmup``, each contender first runs once untimed, so that the
+    first timed one does not alone pay for cold file and import caches.
     """
     names = list(contenders)
+    if warmup:
+        for name in names:
+            contenders[name]()
     seconds = {name: [] for name in names}
     for r in range(reps):
         order = names[r % len(names) :] + names[: r % len(names)]
