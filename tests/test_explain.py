@@ -10,7 +10,12 @@ from torch import nn
 
 from sktransfer import FineTunedClassifier, plot_explanation
 from sktransfer._explain import last_feature_map
-from sktransfer._testing import TinyConvNet, TinyMLP, make_shapes_dataset
+from sktransfer._testing import (
+    TinyConvNet,
+    TinyMLP,
+    assert_allclose_float32,
+    make_shapes_dataset,
+)
 
 SIZE, SIDE = 32, 6
 
@@ -128,7 +133,9 @@ def test_layer_and_target_choose_what_is_explained(square_task):
     early = clf.explain(X[:4], layer="features.2")
     assert early.shape == default.shape and not np.array_equal(early, default)
     predicted = clf.predict(X[:4])
-    np.testing.assert_array_equal(clf.explain(X[:1], target=predicted[0]), default[:1])
+    # One image alone vs the first of four: other batch sizes take other
+    # float32 kernels on some CPUs (seen: 3e-7 on AMD EPYC).
+    assert_allclose_float32(clf.explain(X[:1], target=predicted[0]), default[:1])
     other = "left" if predicted[0] == "right" else "right"
     assert not np.array_equal(clf.explain(X[:1], target=other), default[:1])
 
