@@ -24,6 +24,7 @@ from sktransfer._testing import (
     TinyConvNet,
     assert_allclose_float32,
     make_shapes_dataset,
+    save_images,
 )
 from sktransfer.distributed import (
     check_cache_folder,
@@ -262,12 +263,8 @@ def test_cli_extract_on_an_engine(engine, request, tmp_path, capsys):
     if engine == "ray":
         request.getfixturevalue("ray_local")
     folder = tmp_path / "images"
-    folder.mkdir()
     pixels = np.random.default_rng(1).integers(0, 256, (6, 20, 24, 3), dtype=np.uint8)
-    paths = []
-    for i, image in enumerate(pixels):
-        Image.fromarray(image).save(folder / f"{i}.png")
-        paths.append(str(folder / f"{i}.png"))
+    paths = save_images(folder, pixels)
     out = tmp_path / "features"
     argv = ["extract", str(folder), "-o", str(out), "--engine", engine]
     argv += ["--workers", "2", "--batch-size", "2", "--device", "cpu", "--quiet"]
